@@ -1,0 +1,36 @@
+// swift-tools-version:5.9
+import PackageDescription
+
+// Layering (every import points down):
+//   ringmasterd, ringctl            executables
+//   RingmasterRuntime               the imperative shell: spawner, supervisor, sockets
+//   Systemd                         typed owning wrappers over libsystemd (the only CSystemd importer)
+//   RingmasterCore, CRingShims      pure supervision logic + config; the C that Swift can't express
+//   CSystemd                        libsystemd (sd-event, sd-bus, sd-journal, sd-daemon)
+// The daemon deliberately links no Foundation (idle RSS budget, see docs/architecture.md).
+let package = Package(
+    name: "Ringmaster",
+    products: [
+        .executable(name: "ringmasterd", targets: ["ringmasterd"]),
+        .executable(name: "ringctl", targets: ["ringctl"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd",
+                       providers: [.apt(["libsystemd-dev"])]),
+        .target(name: "CRingShims"),
+        .target(name: "Systemd", dependencies: ["CSystemd", "CRingShims"]),
+        .target(name: "RingmasterCore"),
+        .target(name: "RingmasterRuntime", dependencies: ["RingmasterCore", "Systemd", "CRingShims"]),
+        .executableTarget(name: "ringmasterd", dependencies: ["RingmasterRuntime", "RingmasterCore", "Systemd"]),
+        .executableTarget(name: "ringctl", dependencies: [
+            "RingmasterCore",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .testTarget(name: "RingmasterCoreTests", dependencies: ["RingmasterCore"]),
+        .testTarget(name: "RingmasterRuntimeTests", dependencies: ["RingmasterRuntime", "RingmasterCore"]),
+        .testTarget(name: "IntegrationTests", dependencies: []),
+    ]
+)

@@ -1,0 +1,144 @@
+// The configuration model: what ringmaster.toml describes, after parsing and validation.
+// Pure values; the parser (TOMLParser.swift) and validator (ConfigLoader.swift) produce them.
+
+/// Microseconds (monotonic clock for deadlines, as sd-event uses).
+public typealias USec = UInt64
+
+public extension USec {
+    static let perMillisecond: USec = 1_000
+    static let perSecond: USec = 1_000_000
+}
+
+/// A place in a config file, 1-based line and column.
+public struct SourceLocation: Equatable, Hashable, Sendable, CustomStringConvertible {
+    public var file: String
+    public var line: Int
+    public var column: Int
+    public init(file: String, line: Int, column: Int) {
+        self.file = file; self.line = line; self.column = column
+    }
+    public var description: String { "\(file):\(line):\(column)" }
+}
+
+/// One problem in a config file: printed as `file:line:column: message`.
+public struct ConfigDiagnostic: Error, Equatable, Sendable, CustomStringConvertible {
+    public var location: SourceLocation
+    public var message: String
+    public init(_ location: SourceLocation, _ message: String) {
+        self.location = location; self.message = message
+    }
+    public var description: String { "\(location): \(message)" }
+}
+
+/// A rejected config: every problem found, in file order.
+public struct ConfigErrors: Error, Equatable, Sendable, CustomStringConvertible {
+    public var diagnostics: [ConfigDiagnostic]
+    public init(_ diagnostics: [ConfigDiagnostic]) { self.diagnostics = diagnostics }
+    public var description: String { diagnostics.map(\.description).joined(separator: "\n") }
+}
+
+public enum ListenAddress: Equatable, Hashable, Sendable, CustomStringConvertible {
+    /// IPv4 dotted quad, e.g. "127.0.0.1", port
+    case tcp4(host: String, port: UInt16)
+    /// IPv6 literal without brackets, e.g. "::1", port
+    case tcp6(host: String, port: UInt16)
+    /// absolute filesystem path
+    case unix(path: String)
+    /// abstract namespace name, without the leading "@"
+    case abstract(name: String)
+
+    public var description: String {
+        switch self {
+        case let .tcp4(host, port): return "\(host):\(port)"
+        case let .tcp6(host, port): return "[\(host)]:\(port)"
+        case let .unix(path): return path
+        case let .abstract(name): return "@" + name
+        }
+    }
+}
+
+public struct SocketConfig: Equatable, Hashable, Sendable {
+    public enum Source: Equatable, Hashable, Sendable {
+        /// bound by the daemon itself
+        case listen(ListenAddress)
+        /// an fd passed by systemd socket activation, by its FileDescriptorName=
+        case systemd(name: String)
+    }
+    public var name: String
+    public var source: Source
+    public init(name: String, source: Source) { self.name = name; self.source = source }
+}
+
+public enum RestartPolicy: String, Equatable, Hashable, Sendable, CaseIterable {
+    case always
+    case onFailure = "on-failure"
+    case never
+}
+
+public enum ReadyMode: String, Equatable, Hashable, Sendable, CaseIterable {
+    case started
+    case notify
+}
+
+public struct StartLimit: Equatable, Hashable, Sendable {
+    public var count: Int
+    public var interval: USec
+    public init(count: Int, interval: USec) { self.count = count; self.interval = interval }
+}
+
+public struct EnvironmentVariable: Equatable, Hashable, Sendable {
+    public var name: String
+    public var value: String
+    public init(_ name: String, _ value: String) { self.name = name; self.value = value }
+}
+
+public struct ServiceConfig: Equatable, Hashable, Sendable {
+    public var name: String
+    /// argv; with `shell`, a single string run by `/bin/sh -c`.
+    public var command: [String]
+    public var shell: Bool = false
+    public var instances: Int = 1
+    public var sockets: [String] = []
+    public var ready: ReadyMode = .started
+    public var restart: RestartPolicy = .always
+    public var restartDelay: USec = 100 * USec.perMillisecond
+    public var restartDelayMax: USec = 30 * USec.perSecond
+    public var stableAfter: USec = 10 * USec.perSecond
+    public var startLimit = StartLimit(count: 5, interval: 10 * USec.perSecond)
+    /// signal number
+    public var stopSignal: Int32 = 15
+    public var stopTimeout: USec = 10 * USec.perSecond
+    /// in file order; later duplicates win
+    public var environment: [EnvironmentVariable] = []
+    /// as written ("~" not yet expanded; the runtime expands it against $HOME)
+    public var workingDirectory: String? = nil
+    public var after: [String] = []
+    public var autostart: Bool = true
+
+    public init(name: String, command: [String]) {
+        self.name = name; self.command = command
+    }
+
+    /// Equal but for `instances`: a reload then only scales.
+    public func differsOnlyInInstances(from other: ServiceConfig) -> Bool {
+        var a = self, b = other
+        a.instances = 0; b.instances = 0
+        return a == b && instances != other.instances
+    }
+}
+
+public struct Config: Equatable, Sendable {
+    /// in the order first defined
+    public var sockets: [SocketConfig] = []
+    /// in the order first defined
+    public var services: [ServiceConfig] = []
+    /// every file that contributed, in merge order
+    public var files: [String] = []
+
+    public init(sockets: [SocketConfig] = [], services: [ServiceConfig] = [], files: [String] = []) {
+        self.sockets = sockets; self.services = services; self.files = files
+    }
+
+    public func service(named name: String) -> ServiceConfig? { services.first { $0.name == name } }
+    public func socket(named name: String) -> SocketConfig? { sockets.first { $0.name == name } }
+}

@@ -1,0 +1,275 @@
+// The supervision of one instance (one process slot) of a service, as a pure state machine.
+//
+// Like s6-supervise, "what is wanted" (`wanted`) is kept apart from "what is" (`state`, `pid`):
+// commands (start/stop/restart) only change what is wanted and ask for the first step;
+// only process and timer events move the state. Every transition goes through `enter(_:)`,
+// which reports `old -> new` as an action so the runtime logs it in one place.
+// No I/O and no clock: `now` is passed in with every event.
+
+public enum InstanceState: String, Equatable, Sendable, CaseIterable {
+    case stopped, starting, running, stopping, backoff, failed
+}
+
+/// How a process ended, as waitid(2) reports it.
+public struct ExitStatus: Equatable, Hashable, Sendable, CustomStringConvertible {
+    public enum Code: String, Equatable, Hashable, Sendable {
+        case exited, killed, dumped
+    }
+    public var code: Code
+    /// exit status for `.exited`, signal number otherwise
+    public var status: Int32
+    public init(code: Code, status: Int32) { self.code = code; self.status = status }
+    public static func exited(_ status: Int32) -> ExitStatus { ExitStatus(code: .exited, status: status) }
+    public static func killed(_ signal: Int32) -> ExitStatus { ExitStatus(code: .killed, status: signal) }
+
+    public var isSuccess: Bool { code == .exited && status == 0 }
+
+    public var description: String {
+        switch code {
+        case .exited: return "exited with status \(status)"
+        case .killed: return "killed by \(exitSignalName(status))"
+        case .dumped: return "dumped core on \(exitSignalName(status))"
+        }
+    }
+}
+
+public enum InstanceEvent: Equatable, Sendable {
+    /// want it up (a command, autostart, or dependencies became ready)
+    case startRequested
+    /// want it down
+    case stopRequested
+    /// want it up, with a fresh process
+    case restartRequested
+    /// the spawn action succeeded: the process has exec'd
+    case spawned(pid: Int32)
+    /// the spawn action failed before or at exec ("exec python4: No such file or directory")
+    case spawnFailed(reason: String)
+    /// READY=1 arrived on the instance's notify socket
+    case readyNotified
+    /// the main process ended
+    case processExited(ExitStatus)
+    case timerFired(InstanceTimer)
+}
+
+public enum InstanceTimer: Equatable, Hashable, Sendable {
+    /// backoff is over: spawn again
+    case restart
+    /// the stop signal was not enough: escalate to SIGKILL
+    case stopTimeout
+}
+
+public enum InstanceAction: Equatable, Sendable {
+    case spawn
+    /// send to the instance's whole process group (or cgroup)
+    case signal(Int32)
+    /// SIGKILL everything the instance has left: the process group (or cgroup)
+    case killAll
+    case armTimer(InstanceTimer, deadline: USec)
+    case cancelTimer(InstanceTimer)
+    case stateChanged(from: InstanceState, to: InstanceState)
+    /// the instance will not be restarted again: the start limit was hit, or restart policy says no
+    case gaveUp(reason: String)
+}
+
+public struct InstanceMachine: Equatable, Sendable {
+    public let index: Int
+    public private(set) var state: InstanceState = .stopped
+    /// what commands asked for: up or down
+    public private(set) var wanted = false
+    public private(set) var pid: Int32? = nil
+    public private(set) var startedAt: USec? = nil
+    /// consecutive failures since the last stable run: drives the backoff delay
+    public private(set) var consecutiveFailures = 0
+    /// spawn times inside the start-limit window
+    public private(set) var recentStarts: [USec] = []
+    /// automatic restarts so far (not counting commands)
+    public private(set) var restarts = 0
+    public private(set) var lastExit: ExitStatus? = nil
+    /// why the instance is failed, when it is
+    public private(set) var failureReason: String? = nil
+    /// when `state` last changed
+    public private(set) var stateChangedAt: USec = 0
+
+    public init(index: Int) { self.index = index }
+
+    public var isActive: Bool { pid != nil }
+
+    public mutating func handle(_ event: InstanceEvent, config: ServiceConfig, now: USec) -> [InstanceAction] {
+        var actions: [InstanceAction] = []
+        switch event {
+        case .startRequested:
+            wanted = true
+            switch state {
+            case .stopped, .failed:
+                resetFailures()
+                spawn(config: config, now: now, manual: true, into: &actions)
+            case .backoff:
+                actions.append(.cancelTimer(.restart))
+                spawn(config: config, now: now, manual: true, into: &actions)
+            case .starting, .running, .stopping:
+                break // already up, or comes back up once the old process is gone
+            }
+
+        case .restartRequested:
+            wanted = true
+            switch state {
+            case .starting, .running:
+                beginStop(config: config, now: now, into: &actions)
+            case .stopped, .failed, .backoff:
+                if state == .backoff { actions.append(.cancelTimer(.restart)) }
+                resetFailures()
+                spawn(config: config, now: now, manual: true, into: &actions)
+            case .stopping:
+                break
+            }
+
+        case .stopRequested:
+            wanted = false
+            switch state {
+            case .starting, .running:
+                beginStop(config: config, now: now, into: &actions)
+            case .backoff:
+                actions.append(.cancelTimer(.restart))
+                enter(.stopped, now: now, into: &actions)
+            case .failed:
+                failureReason = nil
+                enter(.stopped, now: now, into: &actions)
+            case .stopped, .stopping:
+                break
+            }
+
+        case let .spawned(pid):
+            guard state == .starting else { break }
+            self.pid = pid
+            startedAt = now
+            if config.ready == .started { enter(.running, now: now, into: &actions) }
+
+        case let .spawnFailed(reason):
+            guard state == .starting else { break }
+            lastExit = .exited(127)
+            handleFailure(reason: reason, ranFor: 0, config: config, now: now, into: &actions)
+
+        case .readyNotified:
+            if state == .starting, pid != nil { enter(.running, now: now, into: &actions) }
+
+        case let .processExited(status):
+            guard pid != nil else { break }
+            pid = nil
+            lastExit = status
+            let ranFor = startedAt.map { now >= $0 ? now - $0 : 0 } ?? 0
+            startedAt = nil
+            // Whatever the main process left in its group goes with it (as systemd's KillMode=control-group).
+            actions.append(.killAll)
+            if state == .stopping {
+                actions.append(.cancelTimer(.stopTimeout))
+                if wanted {
+                    spawn(config: config, now: now, manual: true, into: &actions)
+                } else {
+                    enter(.stopped, now: now, into: &actions)
+                }
+            } else {
+                handleFailure(reason: status.description, ranFor: ranFor, success: status.isSuccess,
+                              config: config, now: now, into: &actions)
+            }
+
+        case .timerFired(.restart):
+            if state == .backoff, wanted { spawn(config: config, now: now, manual: false, into: &actions) }
+
+        case .timerFired(.stopTimeout):
+            if state == .stopping, pid != nil { actions.append(.killAll) }
+        }
+        return actions
+    }
+
+    // MARK: - steps
+
+    private mutating func enter(_ new: InstanceState, now: USec, into actions: inout [InstanceAction]) {
+        guard new != state else { return }
+        actions.append(.stateChanged(from: state, to: new))
+        state = new
+        stateChangedAt = now
+    }
+
+    private mutating func resetFailures() {
+        consecutiveFailures = 0
+        recentStarts = []
+        failureReason = nil
+    }
+
+    private mutating func spawn(config: ServiceConfig, now: USec, manual: Bool, into actions: inout [InstanceAction]) {
+        if !manual { restarts += 1 }
+        recentStarts.append(now)
+        enter(.starting, now: now, into: &actions)
+        actions.append(.spawn)
+    }
+
+    private mutating func beginStop(config: ServiceConfig, now: USec, into actions: inout [InstanceAction]) {
+        enter(.stopping, now: now, into: &actions)
+        actions.append(.signal(config.stopSignal))
+        actions.append(.armTimer(.stopTimeout, deadline: now &+ config.stopTimeout))
+    }
+
+    /// The process ended (or never exec'd) without being asked to: restart, back off, or give up.
+    private mutating func handleFailure(reason: String, ranFor: USec, success: Bool = false,
+                                        config: ServiceConfig, now: USec, into actions: inout [InstanceAction]) {
+        let restart: Bool
+        switch config.restart {
+        case .always: restart = wanted
+        case .onFailure: restart = wanted && !success
+        case .never: restart = false
+        }
+        guard restart else {
+            if success || !wanted {
+                enter(.stopped, now: now, into: &actions)
+            } else {
+                fail("\(reason); restart = \"\(config.restart.rawValue)\"", now: now, into: &actions)
+            }
+            return
+        }
+        // A run that lasted `stable-after` was a success as far as backoff is concerned.
+        if ranFor >= config.stableAfter { consecutiveFailures = 0 }
+        consecutiveFailures += 1
+
+        // Start limit: at most `count` starts within `interval`.
+        let windowStart = now >= config.startLimit.interval ? now - config.startLimit.interval : 0
+        recentStarts.removeAll { $0 < windowStart }
+        if recentStarts.count >= config.startLimit.count {
+            fail("start limit hit: \(recentStarts.count) starts within \(formatDuration(config.startLimit.interval)); last: \(reason)",
+                 now: now, into: &actions)
+            return
+        }
+        // Even a zero delay goes through a timer, so a crash loop never recurses or starves the loop.
+        enter(.backoff, now: now, into: &actions)
+        actions.append(.armTimer(.restart, deadline: now &+ backoffDelay(config: config)))
+    }
+
+    private mutating func fail(_ reason: String, now: USec, into actions: inout [InstanceAction]) {
+        failureReason = reason
+        enter(.failed, now: now, into: &actions)
+        actions.append(.gaveUp(reason: reason))
+    }
+
+    /// restart-delay doubled per consecutive failure, capped at restart-delay-max.
+    public func backoffDelay(config: ServiceConfig) -> USec {
+        var delay = config.restartDelay
+        var n = 1
+        while n < consecutiveFailures, delay < config.restartDelayMax {
+            delay = delay > USec.max / 2 ? USec.max : delay * 2
+            n += 1
+        }
+        return min(delay, max(config.restartDelayMax, config.restartDelay))
+    }
+}
+
+/// "10s", "1500ms", "2min": for messages.
+public func formatDuration(_ usec: USec) -> String {
+    if usec == 0 { return "0" }
+    if usec % (3600 * USec.perSecond) == 0 { return "\(usec / (3600 * USec.perSecond))h" }
+    if usec % (60 * USec.perSecond) == 0 { return "\(usec / (60 * USec.perSecond))min" }
+    if usec % USec.perSecond == 0 { return "\(usec / USec.perSecond)s" }
+    if usec % USec.perMillisecond == 0 { return "\(usec / USec.perMillisecond)ms" }
+    return "\(usec)us"
+}
+
+/// TODO(lead): switch to the shared signal table once Signals.swift lands.
+func exitSignalName(_ signo: Int32) -> String { "signal \(signo)" }
