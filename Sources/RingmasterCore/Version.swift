@@ -1,0 +1,1 @@
+public let ringmasterVersion = "0.1.0"
