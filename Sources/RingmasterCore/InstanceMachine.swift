@@ -27,8 +27,8 @@ public struct ExitStatus: Equatable, Hashable, Sendable, CustomStringConvertible
     public var description: String {
         switch code {
         case .exited: return "exited with status \(status)"
-        case .killed: return "killed by \(exitSignalName(status))"
-        case .dumped: return "dumped core on \(exitSignalName(status))"
+        case .killed: return "killed by \(Signals.description(of: status))"
+        case .dumped: return "dumped core on \(Signals.description(of: status))"
         }
     }
 }
@@ -271,5 +271,3 @@ public func formatDuration(_ usec: USec) -> String {
     return "\(usec)us"
 }
 
-/// TODO(lead): switch to the shared signal table once Signals.swift lands.
-func exitSignalName(_ signo: Int32) -> String { "signal \(signo)" }
