@@ -1,0 +1,79 @@
+/* CRingShims — the C that Swift can't express: the child side of fork→exec, and a few
+ * syscalls/macros (clone3, pidfd_*, close_range, CMSG_*) that Swift cannot call directly.
+ * Everything here is prefixed ring_ and is Linux-only. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A process to start. Every pointer must stay valid for the duration of ring_spawn(). */
+struct ring_spawn_request {
+    /* argv[0] to exec; searched in search_path if it has no '/'. */
+    const char *file;
+    /* NULL-terminated. */
+    char *const *argv;
+    /* NULL-terminated, the complete environment of the child. The child may rewrite the
+     * two slots below in its own (copied) memory; the parent's strings are never touched. */
+    char **envp;
+    /* Index in envp of an entry "LISTEN_PID=" followed by >= 20 spare bytes, or -1:
+     * the child writes its own getpid() there before exec. */
+    int listen_pid_index;
+    /* Index in envp of an entry "JOURNAL_STREAM=" followed by >= 42 spare bytes, or -1.
+     * When the child's stderr (else stdout) is a journal stream, the child writes its
+     * "dev:ino" there; otherwise it drops the entry from its environment. */
+    int journal_stream_index;
+    /* PATH for the lookup of file; NULL => "/usr/local/bin:/usr/bin:/bin". */
+    const char *search_path;
+    /* chdir target, or NULL to stay in the daemon's working directory. */
+    const char *cwd;
+    /* Become 0, 1, 2. -1 means /dev/null (opened by the child). */
+    int stdin_fd, stdout_fd, stderr_fd;
+    /* Become 3, 4, ... in order (LISTEN_FDS). */
+    const int *extra_fds;
+    int n_extra_fds;
+    /* If non-NULL, the child connects to journald's stdout stream socket itself, twice:
+     * stdout at priority 6 (info) and stderr at priority 3 (err), identifier as given,
+     * level prefixes honoured — so journald records the child's own _PID. If a connect
+     * fails, that stream falls back to stdout_fd / stderr_fd. */
+    const char *journal_identifier;
+    /* The stream socket; NULL => "/run/systemd/journal/stdout" (tests point it elsewhere). */
+    const char *journal_socket;
+};
+
+/* Starts req->file. Returns 0 and fills *pid and *pidfd (CLOEXEC) once the exec succeeded
+ * (the CLOEXEC error pipe closed without data). Returns -1 with *err_errno and *err_stage
+ * (a static string: "exec", "chdir", "setsid", "dup2", "listen_pid" from the child;
+ * "clone", "pipe", "pidfd_open" from the parent) when the child failed before or at exec;
+ * that child has been reaped already. (Journal connection failures are not errors: the
+ * stream falls back.) Thread-safe; does not touch the parent's signal handlers. */
+int ring_spawn(const struct ring_spawn_request *req, pid_t *pid, int *pidfd,
+               int *err_errno, const char **err_stage);
+
+/* For tests: 0 makes ring_spawn use its fallback (fork + pidfd_open) instead of clone3,
+ * as on kernels before 5.3 or under seccomp filters that refuse clone3. Not thread-safe. */
+void ring_spawn_use_clone3(int enabled);
+
+/* pidfd_open(2); returns the fd or -1 with errno. */
+int ring_pidfd_open(pid_t pid);
+
+/* pidfd_send_signal(2) without siginfo; returns 0 or -1 with errno. */
+int ring_pidfd_send_signal(int pidfd, int signo);
+
+/* close_range(2), falling back to a close() loop (up to RLIMIT_NOFILE) on old kernels. */
+int ring_close_range(unsigned int first, unsigned int last, unsigned int flags);
+
+/* One datagram from an sd_notify-style socket, with the sender's credentials.
+ * Returns the number of bytes stored in buf (the message is truncated to len and
+ * NUL-terminated inside buf, so buf must have len+1 bytes), or -1 with errno (EAGAIN
+ * when nothing is pending). Uses MSG_DONTWAIT|MSG_CMSG_CLOEXEC; any fds passed along
+ * (SCM_RIGHTS) are closed. *pid and *uid are 0 and -1 when the sender passed no credentials. */
+ssize_t ring_recv_notify(int fd, char *buf, size_t len, pid_t *pid, uid_t *uid);
+
+#ifdef __cplusplus
+}
+#endif

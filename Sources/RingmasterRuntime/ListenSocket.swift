@@ -1,0 +1,130 @@
+import Glibc
+import RingmasterCore
+
+/// A failed socket operation on an address: "bind 127.0.0.1:8080: Address already in use".
+public struct SocketError: Error, Equatable, Sendable, CustomStringConvertible {
+    public var operation: String
+    public var address: String
+    public var errno: Int32
+
+    public init(_ operation: String, address: String, errno: Int32) {
+        self.operation = operation
+        self.address = address
+        self.errno = errno
+    }
+
+    public var description: String {
+        "\(operation) \(address): \(String(cString: strerror(errno)))"
+    }
+}
+
+/// Creates a listening SOCK_STREAM socket (CLOEXEC, blocking: the workers accept on it)
+/// for `address` and returns its fd. TCP gets SO_REUSEADDR so a restarted daemon can bind
+/// while old connections linger in TIME_WAIT; IPv6 is IPV6_V6ONLY so "[::]:80" and
+/// "0.0.0.0:80" can coexist. A unix socket file left behind by a dead process (connect
+/// refused) is removed first; a live one is left alone and bind fails with EADDRINUSE.
+public func bindListenSocket(_ address: ListenAddress, backlog: Int32 = SOMAXCONN) throws(SocketError) -> Int32 {
+    let name = address.description
+    func fail(_ operation: String, _ fd: Int32, _ code: Int32 = Glibc.errno) -> SocketError {
+        if fd >= 0 { close(fd) }
+        return SocketError(operation, address: name, errno: code)
+    }
+
+    switch address {
+    case let .tcp4(host, port):
+        var sa = sockaddr_in()
+        sa.sin_family = sa_family_t(AF_INET)
+        sa.sin_port = port.bigEndian
+        guard inet_pton(AF_INET, host, &sa.sin_addr) == 1 else { throw fail("bind", -1, EINVAL) }
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw fail("socket", -1) }
+        guard setFlag(fd, SOL_SOCKET, SO_REUSEADDR) else { throw fail("setsockopt SO_REUSEADDR", fd) }
+        let r = withUnsafePointer(to: &sa) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard r == 0 else { throw fail("bind", fd) }
+        guard listen(fd, backlog) == 0 else { throw fail("listen", fd) }
+        return fd
+
+    case let .tcp6(host, port):
+        var sa = sockaddr_in6()
+        sa.sin6_family = sa_family_t(AF_INET6)
+        sa.sin6_port = port.bigEndian
+        guard inet_pton(AF_INET6, host, &sa.sin6_addr) == 1 else { throw fail("bind", -1, EINVAL) }
+        let fd = socket(AF_INET6, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw fail("socket", -1) }
+        guard setFlag(fd, SOL_SOCKET, SO_REUSEADDR) else { throw fail("setsockopt SO_REUSEADDR", fd) }
+        guard setFlag(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY) else { throw fail("setsockopt IPV6_V6ONLY", fd) }
+        let r = withUnsafePointer(to: &sa) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size))
+            }
+        }
+        guard r == 0 else { throw fail("bind", fd) }
+        guard listen(fd, backlog) == 0 else { throw fail("listen", fd) }
+        return fd
+
+    case let .unix(path):
+        guard let (sa, length) = unixAddress(Array(path.utf8)) else { throw fail("bind", -1, ENAMETOOLONG) }
+        removeStaleSocket(path, sa, length)
+        return try bindUnix(sa, length, backlog) { fail($0, $1) }
+
+    case let .abstract(abstractName):
+        // Abstract names start with a NUL byte and have no file to clean up.
+        guard let (sa, length) = unixAddress([0] + Array(abstractName.utf8)) else {
+            throw fail("bind", -1, ENAMETOOLONG)
+        }
+        return try bindUnix(sa, length, backlog) { fail($0, $1) }
+    }
+}
+
+/// A sockaddr_un for `pathBytes` (no terminating NUL needed) and its exact length, or nil
+/// when the path does not fit in sun_path. Also used by NotifySocket.
+func unixAddress(_ pathBytes: [UInt8]) -> (sockaddr_un, socklen_t)? {
+    var sa = sockaddr_un()
+    sa.sun_family = sa_family_t(AF_UNIX)
+    let capacity = MemoryLayout.size(ofValue: sa.sun_path)
+    // A filesystem path keeps room for a NUL so tools printing it see a C string.
+    guard pathBytes.count < capacity || (pathBytes.first == 0 && pathBytes.count <= capacity) else { return nil }
+    withUnsafeMutableBytes(of: &sa.sun_path) { raw in
+        raw.copyBytes(from: pathBytes)
+    }
+    let offset = MemoryLayout<sockaddr_un>.offset(of: \.sun_path)!
+    return (sa, socklen_t(offset + pathBytes.count))
+}
+
+private func bindUnix(_ address: sockaddr_un, _ length: socklen_t, _ backlog: Int32,
+                      _ fail: (String, Int32) -> SocketError) throws(SocketError) -> Int32 {
+    var sa = address
+    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    guard fd >= 0 else { throw fail("socket", -1) }
+    let r = withUnsafePointer(to: &sa) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+    }
+    guard r == 0 else { throw fail("bind", fd) }
+    guard listen(fd, backlog) == 0 else { throw fail("listen", fd) }
+    return fd
+}
+
+/// Unlinks `path` if it is a socket nobody listens on any more (connect refused).
+private func removeStaleSocket(_ path: String, _ address: sockaddr_un, _ length: socklen_t) {
+    var st = stat()
+    guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFSOCK else { return }
+    let probe = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    guard probe >= 0 else { return }
+    defer { close(probe) }
+    var sa = address
+    let r = withUnsafePointer(to: &sa) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(probe, $0, length) }
+    }
+    if r < 0 && (errno == ECONNREFUSED || errno == ENOENT) {
+        unlink(path)
+    }
+}
+
+private func setFlag(_ fd: Int32, _ level: Int32, _ option: Int32) -> Bool {
+    var one: Int32 = 1
+    return setsockopt(fd, level, option, &one, socklen_t(MemoryLayout<Int32>.size)) == 0
+}

@@ -1,0 +1,89 @@
+import Foundation
+import Glibc
+import RingmasterRuntime
+import XCTest
+
+/// A pipe whose both ends are CLOEXEC in the test process (only the child's dup2'd copy
+/// stays open across exec).
+struct Pipe {
+    let read: Int32
+    let write: Int32
+
+    init() {
+        var fds: [Int32] = [0, 0]
+        precondition(pipe(&fds) == 0) // pipe2 is not exported by Glibc's module map
+        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        read = fds[0]
+        write = fds[1]
+    }
+
+    /// Reads until EOF (every writer closed), then closes the read end.
+    func readAll() -> String {
+        var data = [UInt8]()
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = Glibc.read(read, &buffer, buffer.count)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            data.append(contentsOf: buffer[0..<n])
+        }
+        close(read)
+        return String(decoding: data, as: UTF8.self)
+    }
+}
+
+struct Finished {
+    var stdout: String
+    var stderr: String
+    var pid: Int32
+    /// waitpid status
+    var status: Int32
+    var exitCode: Int32 { (status >> 8) & 0xff }
+}
+
+/// Spawns `request` with fresh stdout/stderr pipes, collects both until EOF and reaps the child.
+func runToCompletion(_ request: SpawnRequest, file: StaticString = #filePath, line: UInt = #line) throws -> Finished {
+    var request = request
+    let out = Pipe(), err = Pipe()
+    request.stdout = out.write
+    request.stderr = err.write
+    let process: SpawnedProcess
+    do {
+        process = try PosixSpawner().spawn(request)
+    } catch {
+        close(out.write); close(err.write); close(out.read); close(err.read)
+        throw error
+    }
+    close(out.write)
+    close(err.write)
+    let stdout = out.readAll()
+    let stderr = err.readAll()
+    var status: Int32 = 0
+    while waitpid(process.pid, &status, 0) < 0 && errno == EINTR {}
+    close(process.pidfd)
+    return Finished(stdout: stdout, stderr: stderr, pid: process.pid, status: status)
+}
+
+func sh(_ script: String, environment: [String] = ["PATH=/usr/bin:/bin"]) -> SpawnRequest {
+    SpawnRequest(argv: ["/bin/sh", "-c", script], environment: environment)
+}
+
+/// A fresh private directory under /tmp, removed by the caller.
+func makeTemporaryDirectory() -> String {
+    var template = Array("/tmp/ringmaster-test-XXXXXX".utf8CString)
+    let p = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+    return String(cString: p!)
+}
+
+/// The inode of the socket/pipe/file behind `fd`.
+func inode(of fd: Int32) -> UInt64 {
+    var st = stat()
+    precondition(fstat(fd, &st) == 0)
+    return UInt64(st.st_ino)
+}
+
+func monotonicNow() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000 + UInt64(ts.tv_nsec) / 1_000
+}
