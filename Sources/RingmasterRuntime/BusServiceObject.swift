@@ -1,0 +1,103 @@
+import RingmasterCore
+import Systemd
+
+/// io.ringmaster.Ringmaster1.Service, one object per service at
+/// /io/ringmaster/Ringmaster1/service/<sd_bus_path_encode(name)> (one fallback vtable).
+extension BusService {
+    /// A Service property: its D-Bus type, whether PropertiesChanged announces it, and how
+    /// to read it off a service. `ServiceSnapshot` diffs the `.emitsChange` ones.
+    struct ServiceProperty {
+        let name: String
+        let signature: String
+        let change: BusProperty.Change
+        let value: (ServiceSlot, BusService) -> BusValue
+    }
+
+    static let serviceProperties: [ServiceProperty] = [
+        ServiceProperty(name: "Name", signature: "s", change: .constant) { slot, _ in .string(slot.name) },
+        ServiceProperty(name: "State", signature: "s", change: .emitsChange) { slot, _ in
+            .string(slot.machine.state.rawValue)
+        },
+        ServiceProperty(name: "Instances", signature: "u", change: .emitsChange) { slot, service in
+            .uint32(UInt32(service.wantedInstances(slot)))
+        },
+        ServiceProperty(name: "Running", signature: "u", change: .emitsChange) { slot, _ in
+            .uint32(UInt32(slot.machine.running))
+        },
+        ServiceProperty(name: "PIDs", signature: "au", change: .emitsChange) { slot, _ in
+            .array(element: "u", slot.machine.pids.map { .uint32(UInt32(bitPattern: $0)) })
+        },
+        ServiceProperty(name: "Restarts", signature: "u", change: .emitsChange) { slot, _ in
+            .uint32(UInt32(clamping: slot.machine.restarts))
+        },
+        ServiceProperty(name: "LastExitCode", signature: "s", change: .emitsChange) { slot, _ in
+            .string(slot.machine.lastExit?.code.rawValue ?? "")
+        },
+        ServiceProperty(name: "LastExitStatus", signature: "i", change: .emitsChange) { slot, _ in
+            .int32(slot.machine.lastExit?.status ?? 0)
+        },
+        ServiceProperty(name: "StateChangeTimestamp", signature: "t", change: .emitsChange) { slot, _ in
+            .uint64(slot.stateChangedRealtime)
+        },
+        ServiceProperty(name: "CPUUsageNSec", signature: "t", change: .unannounced) { slot, _ in
+            .uint64(slot.metrics.cpuNSec)
+        },
+        ServiceProperty(name: "MemoryCurrent", signature: "t", change: .unannounced) { slot, _ in
+            .uint64(slot.metrics.memoryBytes)
+        },
+        // Extensions beyond SPEC.md's minimum (docs/dbus.md):
+        ServiceProperty(name: "FailureReason", signature: "s", change: .emitsChange) { slot, _ in
+            .string(slot.machine.failureReason ?? "")
+        },
+        ServiceProperty(name: "StatusText", signature: "s", change: .emitsChange) { slot, _ in
+            .string(slot.statusTexts.sorted { $0.key < $1.key }.map(\.value).joined(separator: "; "))
+        },
+    ]
+
+    func serviceInterface() -> BusInterface {
+        let properties = BusService.serviceProperties.map { p in
+            BusProperty(p.name, p.signature, p.change) { [unowned self] path in
+                p.value(try self.requireSlot(at: path), self)
+            }
+        }
+        /// A method on the service the call's path names.
+        func method(_ name: String, in inputs: [BusArgument] = [],
+                    _ body: @escaping (BusService, String, BusMessage) throws -> Void) -> BusMethod {
+            BusMethod(name, in: inputs) { [unowned self] call in
+                let slot = try self.requireSlot(at: call.path)
+                try self.authorize(call)
+                try body(self, slot.name, call.message)
+                return []
+            }
+        }
+        return BusInterface(
+            name: RingmasterBus.serviceInterface,
+            methods: [
+                method("Start") { s, name, _ in try s.mapped { () throws(ControlError) in try s.start(name) } },
+                method("Stop") { s, name, _ in try s.mapped { () throws(ControlError) in try s.stop(name) } },
+                method("Restart") { s, name, _ in try s.mapped { () throws(ControlError) in try s.restart(name) } },
+                method("Scale", in: [BusArgument("instances", "u")]) { s, name, m in
+                    let count = try m.readUInt32()
+                    try s.mapped { () throws(ControlError) in try s.scale(name, count) }
+                },
+                method("Kill", in: [BusArgument("signal", "i")]) { s, name, m in
+                    let signal = try m.readInt32()
+                    try s.mapped { () throws(ControlError) in try s.kill(name, signal) }
+                },
+            ],
+            properties: properties
+        )
+    }
+
+    /// Runs a command, turning its refusal into the API's error.
+    func mapped(_ body: () throws(ControlError) -> Void) throws {
+        do { try body() } catch { throw BusService.busError(error) }
+    }
+}
+
+extension ServiceSlot {
+    /// CPU time and memory of the service's process groups, from /proc.
+    var metrics: ProcessMetrics {
+        ProcessMetrics.of(processGroups: Set(processes.values.compactMap(\.pgid)))
+    }
+}

@@ -1,0 +1,63 @@
+import Glibc
+import RingmasterCore
+
+/// What every child starts from: the daemon's environment minus what belongs to the daemon
+/// alone (its NOTIFY_SOCKET, WATCHDOG_*, LISTEN_*, JOURNAL_STREAM), plus per-service settings.
+public struct ChildEnvironment {
+    /// "K=V", the daemon's own, filtered
+    public var base: [String]
+    public var home: String
+    /// relative `working-directory` and the default one: the main config file's directory
+    public var configDirectory: String
+    public let devNull: Int32
+
+    static let daemonOnly: Set<String> = [
+        "NOTIFY_SOCKET", "WATCHDOG_PID", "WATCHDOG_USEC", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES",
+        "JOURNAL_STREAM", "INVOCATION_ID", "MANAGERPID",
+    ]
+
+    public init(configDirectory: String) throws {
+        var base: [String] = []
+        var p = environ
+        while let entry = p.pointee {
+            let s = String(cString: entry)
+            let name = s.split(separator: "=", maxSplits: 1).first.map(String.init) ?? s
+            if !Self.daemonOnly.contains(name) { base.append(s) }
+            p += 1
+        }
+        self.base = base
+        self.home = getenv("HOME").map { String(cString: $0) } ?? "/"
+        self.configDirectory = configDirectory
+        let fd = open("/dev/null", O_RDWR | O_CLOEXEC)
+        guard fd >= 0 else { throw RuntimeError("open /dev/null", errno: errno) }
+        self.devNull = fd
+    }
+
+    public func forChild(service: ServiceConfig, instance: Int, notifySocket: String) -> [String] {
+        var env = base
+        for v in service.environment { set(&env, v.name, v.value) }
+        set(&env, "RINGMASTER_SERVICE", service.name)
+        set(&env, "RINGMASTER_INSTANCE", String(instance))
+        set(&env, "NOTIFY_SOCKET", notifySocket)
+        if !service.sockets.isEmpty {
+            set(&env, "LISTEN_FDS", String(service.sockets.count))
+            set(&env, "LISTEN_FDNAMES", service.sockets.joined(separator: ":"))
+            // LISTEN_PID is written by the child itself, from getpid(), right before exec.
+        }
+        return env
+    }
+
+    public func workingDirectory(for service: ServiceConfig) -> String {
+        guard let dir = service.workingDirectory, !dir.isEmpty else { return configDirectory }
+        if dir == "~" { return home }
+        if dir.hasPrefix("~/") { return home + dir.dropFirst(1) }
+        if dir.hasPrefix("/") { return dir }
+        return configDirectory + "/" + dir
+    }
+
+    private func set(_ env: inout [String], _ name: String, _ value: String) {
+        let prefix = name + "="
+        env.removeAll { $0.hasPrefix(prefix) }
+        env.append(prefix + value)
+    }
+}

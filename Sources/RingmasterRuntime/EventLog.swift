@@ -1,0 +1,90 @@
+import Glibc
+import Systemd
+
+/// Where the daemon's own events go: the journal with RINGMASTER_* fields, or the console.
+public enum LogTarget: String, Sendable {
+    case journal, console
+}
+
+/// syslog priorities
+public enum Priority: Int32, Sendable {
+    case err = 3, warning = 4, notice = 5, info = 6, debug = 7
+}
+
+/// One event of the daemon's own, with the fields SPEC.md names.
+public struct LogEvent {
+    public var priority: Priority
+    public var message: String
+    public var event: String
+    public var service: String? = nil
+    public var instance: Int? = nil
+    public var pid: Int32? = nil
+    public var exit: ExitStatusFields? = nil
+
+    public struct ExitStatusFields {
+        public var code: String
+        public var status: Int32
+    }
+
+    public init(_ priority: Priority, _ event: String, _ message: String,
+                service: String? = nil, instance: Int? = nil, pid: Int32? = nil) {
+        self.priority = priority; self.event = event; self.message = message
+        self.service = service; self.instance = instance; self.pid = pid
+    }
+}
+
+public final class EventLog {
+    public let target: LogTarget
+    /// debug events (every instance transition) are written only when asked for
+    public var verbose = false
+
+    public init(target: LogTarget) { self.target = target }
+
+    public func write(_ e: LogEvent) {
+        if e.priority == .debug && !verbose && target == .console { return }
+        switch target {
+        case .journal:
+            var fields: [(String, String)] = [
+                ("MESSAGE", e.message),
+                ("PRIORITY", String(e.priority.rawValue)),
+                ("SYSLOG_IDENTIFIER", "ringmasterd"),
+                ("RINGMASTER_EVENT", e.event),
+            ]
+            if let s = e.service { fields.append(("RINGMASTER_SERVICE", s)) }
+            if let i = e.instance { fields.append(("RINGMASTER_INSTANCE", String(i))) }
+            if let p = e.pid { fields.append(("RINGMASTER_PID", String(p))) }
+            if let x = e.exit {
+                fields.append(("RINGMASTER_EXIT_CODE", x.code))
+                fields.append(("RINGMASTER_EXIT_STATUS", String(x.status)))
+            }
+            Journal.send(fields)
+        case .console:
+            writeStderr("ringmasterd: " + e.message + "\n")
+        }
+    }
+
+    public func info(_ event: String, _ message: String, service: String? = nil) {
+        write(LogEvent(.info, event, message, service: service))
+    }
+
+    public func error(_ event: String, _ message: String, service: String? = nil) {
+        write(LogEvent(.err, event, message, service: service))
+    }
+}
+
+/// Writes all of `s` to fd 2, retrying short writes and EINTR.
+public func writeStderr(_ s: String) { writeAll(fd: 2, s) }
+
+public func writeAll(fd: Int32, _ s: String) {
+    var s = s
+    s.withUTF8 { buf in
+        var off = 0
+        while off < buf.count {
+            let n = Glibc.write(fd, buf.baseAddress! + off, buf.count - off)
+            if n < 0 { if errno == EINTR { continue }; return }
+            off += n
+        }
+    }
+}
+
+public func errnoString(_ e: Int32 = errno) -> String { String(cString: strerror(e)) }

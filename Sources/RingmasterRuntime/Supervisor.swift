@@ -1,0 +1,309 @@
+import Glibc
+import RingmasterCore
+import Systemd
+
+/// The imperative shell around the pure core: it feeds process, timer and notify events into
+/// the service machines and performs the actions they return (spawn, signal, timers).
+/// Everything runs on the one sd-event loop; nothing here blocks or polls.
+public final class Supervisor {
+    public let loop: EventLoop
+    public let log: EventLog
+    public private(set) var config: Config
+    let spawner: Spawner
+    let environment: ChildEnvironment
+    /// bound or inherited listening sockets, by config name
+    var sockets: [String: Int32] = [:]
+    private(set) var slots: [ServiceSlot] = []
+    var consoleOutputs: [ObjectIdentifier: ConsoleOutput] = [:]
+    private(set) var shuttingDown = false
+    public var isShuttingDown: Bool { shuttingDown }
+    private var onStopped: (() -> Void)?
+    /// called after every change of state (STATUS=, D-Bus properties)
+    public var onChange: (() -> Void)?
+    private var reconciling = false
+    private var reconcileAgain = false
+
+    public init(config: Config, loop: EventLoop, log: EventLog, spawner: Spawner = PosixSpawner(),
+                environment: ChildEnvironment) {
+        self.config = config
+        self.loop = loop
+        self.log = log
+        self.spawner = spawner
+        self.environment = environment
+        self.slots = config.services.map { ServiceSlot(config: $0) }
+    }
+
+    deinit { for fd in sockets.values { close(fd) } }
+
+    public var now: USec { loop.now }
+
+    // MARK: - sockets
+
+    /// Binds every `listen` socket and takes every `systemd` one from `inherited` (name → fd).
+    /// Throws one error listing every socket that could not be had.
+    public func openSockets(inherited: [String: Int32]) throws {
+        var problems: [String] = []
+        for socket in config.sockets {
+            switch socket.source {
+            case let .listen(address):
+                do { sockets[socket.name] = try bindListenSocket(address) }
+                catch { problems.append("socket \(socket.name): \(error)") }
+            case let .systemd(name):
+                if let fd = inherited[name] { sockets[socket.name] = fd }
+                else {
+                    let passed = inherited.keys.sorted().joined(separator: ", ")
+                    problems.append("socket \(socket.name): systemd passed no socket named \"\(name)\" (passed: \(passed.isEmpty ? "none" : passed))")
+                }
+            }
+        }
+        if !problems.isEmpty { throw RuntimeError(problems.joined(separator: "\n")) }
+    }
+
+    // MARK: - commands
+
+    /// Starts every autostart service, each once its dependencies are ready.
+    public func start() {
+        for slot in slots where slot.machine.config.autostart { slot.pendingStart = true }
+        reconcile()
+    }
+
+    /// Stops everything in reverse dependency order, then calls `done`.
+    public func shutdown(then done: @escaping () -> Void) {
+        shuttingDown = true
+        onStopped = done
+        for slot in slots {
+            slot.pendingStart = false
+            slot.pendingStop = true
+        }
+        reconcile()
+    }
+
+    public func slot(named name: String) -> ServiceSlot? { slots.first { $0.name == name } }
+
+    // MARK: - dependency order
+
+    private func dependencies(of slot: ServiceSlot) -> [ServiceSlot] {
+        slot.machine.config.after.compactMap { self.slot(named: $0) }
+    }
+
+    private func dependents(of slot: ServiceSlot) -> [ServiceSlot] {
+        slots.filter { $0.machine.config.after.contains(slot.name) }
+    }
+
+    /// Starts what waits on dependencies that are now settled, stops what waits on dependents
+    /// that are now down, logs service-level transitions, and finishes a shutdown.
+    func reconcile() {
+        if reconciling { reconcileAgain = true; return }
+        reconciling = true
+        defer { reconciling = false }
+        repeat {
+            reconcileAgain = false
+            var progressed = false
+            for slot in slots where slot.pendingStart && !shuttingDown {
+                let waiting = dependencies(of: slot).filter { $0.pendingStart || !$0.machine.isSettled }
+                if waiting.isEmpty {
+                    slot.pendingStart = false
+                    for dep in dependencies(of: slot) where dep.machine.state == .failed {
+                        log.write(LogEvent(.warning, "dependency-failed",
+                                           "\(slot.name): starting although its dependency \(dep.name) failed",
+                                           service: slot.name))
+                    }
+                    perform(slot.machine.start(now: now), on: slot)
+                    progressed = true
+                }
+            }
+            for slot in slots where slot.pendingStop {
+                if dependents(of: slot).allSatisfy({ !$0.pendingStop && $0.machine.isDown }) {
+                    slot.pendingStop = false
+                    perform(slot.machine.stop(now: now), on: slot)
+                    progressed = true
+                }
+            }
+            for slot in slots { noteServiceState(slot) }
+            if progressed { reconcileAgain = true }
+        } while reconcileAgain
+        if shuttingDown, let done = onStopped, slots.allSatisfy({ !$0.pendingStop && $0.machine.isDown }) {
+            onStopped = nil
+            done()
+        }
+        onChange?()
+    }
+
+    private func noteServiceState(_ slot: ServiceSlot) {
+        let state = slot.machine.state
+        guard state != slot.loggedState else { return }
+        let old = slot.loggedState
+        slot.loggedState = state
+        slot.stateChangedRealtime = realtimeNow()
+        var message = "\(slot.name): \(old.rawValue) -> \(state.rawValue)"
+        if state == .failed, let why = slot.machine.failureReason { message += " (\(why))" }
+        log.write(LogEvent(state == .failed ? .err : .info, "state", message, service: slot.name))
+        slot.onStateChange?(state)
+    }
+
+    // MARK: - events into the core, actions out
+
+    func handle(_ event: InstanceEvent, instance: Int, of slot: ServiceSlot) {
+        guard slots.contains(where: { $0 === slot }) || slot.retiring else { return }
+        perform(slot.machine.handle(event, instance: instance, now: now), on: slot)
+        reconcile()
+    }
+
+    func perform(_ actions: [ServiceAction], on slot: ServiceSlot) {
+        for a in actions {
+            let process = slot.process(a.instance)
+            let label = "\(slot.name).\(a.instance)"
+            switch a.action {
+            case .spawn:
+                let event = spawn(slot: slot, index: a.instance, process: process)
+                perform(slot.machine.handle(event, instance: a.instance, now: now), on: slot)
+            case let .signal(signo):
+                if let pgid = process.pgid { _ = kill(-pgid, signo) }
+            case .killAll:
+                // (sd-event reaps a child only after our exit handler returns, so the group still
+                // exists here at least as the zombie leader: no pid reuse race.)
+                if let pgid = process.pgid { _ = kill(-pgid, SIGKILL) }
+                if process.pid == nil { process.pgid = nil }
+            case let .armTimer(timer, deadline):
+                do {
+                    process.timers[timer] = try loop.timer(at: deadline) { [weak self, unowned slot] in
+                        guard let self else { return }
+                        slot.processes[a.instance]?.timers[timer] = nil
+                        self.handle(.timerFired(timer), instance: a.instance, of: slot)
+                    }
+                } catch {
+                    log.error("timer", "\(label): cannot arm \(timer) timer: \(error)", service: slot.name)
+                }
+            case let .cancelTimer(timer):
+                process.timers[timer] = nil
+            case let .stateChanged(from, to):
+                log.write(LogEvent(.debug, "instance-state", "\(label): \(from.rawValue) -> \(to.rawValue)",
+                                   service: slot.name, instance: a.instance, pid: process.pid))
+            case let .gaveUp(reason):
+                log.write(LogEvent(.err, "gave-up", "\(label) gave up: \(reason)",
+                                   service: slot.name, instance: a.instance))
+            }
+        }
+        slot.dropProcesses(beyond: slot.machine.instances.count)
+    }
+
+    // MARK: - spawning
+
+    private func spawn(slot: ServiceSlot, index: Int, process: InstanceProcess) -> InstanceEvent {
+        let cfg = slot.machine.config
+        let label = "\(cfg.name).\(index)"
+        process.reset()
+
+        let notify: NotifySocket
+        do {
+            notify = try NotifySocket()
+            process.notifySource = try loop.onReadable(fd: notify.fd) { [weak self, unowned slot, unowned notify] _ in
+                self?.notifyReadable(notify, slot: slot, index: index)
+            }
+        } catch {
+            return spawnFailed(label, slot: slot, index: index, reason: "notify socket: \(error)")
+        }
+        process.notify = notify
+
+        var request = SpawnRequest(argv: [], environment: [], listenPID: !cfg.sockets.isEmpty,
+                                   workingDirectory: nil, stdin: environment.devNull, stdout: 2, stderr: 2,
+                                   extraFDs: [], journalIdentifier: nil)
+        request.argv = cfg.resolvedCommand
+        request.extraFDs = cfg.sockets.compactMap { sockets[$0] }
+        request.environment = environment.forChild(service: cfg, instance: index, notifySocket: notify.address)
+        request.workingDirectory = environment.workingDirectory(for: cfg)
+
+        var writeEnd: Int32 = -1
+        switch log.target {
+        case .journal:
+            request.journalIdentifier = cfg.name
+        case .console:
+            do {
+                let (output, fd) = try ConsoleOutput.open(loop: loop, label: label) { [weak self] out in
+                    self?.consoleOutputs[ObjectIdentifier(out)] = nil
+                }
+                consoleOutputs[ObjectIdentifier(output)] = output
+                writeEnd = fd
+                request.stdout = fd
+                request.stderr = fd
+            } catch {
+                return spawnFailed(label, slot: slot, index: index, reason: "\(error)")
+            }
+        }
+        defer { if writeEnd >= 0 { close(writeEnd) } }
+
+        let child: SpawnedProcess
+        do {
+            child = try spawner.spawn(request)
+        } catch {
+            return spawnFailed(label, slot: slot, index: index, reason: "\(error)")
+        }
+        process.pid = child.pid
+        process.pgid = child.pid // setsid() in the child: its own session and process group
+        do {
+            process.child = try loop.watchChild(pidfd: child.pidfd) { [weak self, unowned slot] exit in
+                self?.childExited(exit, slot: slot, index: index)
+            }
+        } catch {
+            // Cannot watch it: do not leave it running unwatched.
+            _ = kill(-child.pid, SIGKILL)
+            close(child.pidfd)
+            return spawnFailed(label, slot: slot, index: index, reason: "watching pid \(child.pid): \(error)")
+        }
+        log.write(LogEvent(.info, "spawned", "\(label) started (pid \(child.pid))",
+                           service: cfg.name, instance: index, pid: child.pid))
+        return .spawned(pid: child.pid)
+    }
+
+    private func spawnFailed(_ label: String, slot: ServiceSlot, index: Int, reason: String) -> InstanceEvent {
+        slot.processes[index]?.reset()
+        log.write(LogEvent(.err, "spawn-failed", "\(label): \(reason)", service: slot.name, instance: index))
+        return .spawnFailed(reason: reason)
+    }
+
+    private func childExited(_ exit: ChildExit, slot: ServiceSlot, index: Int) {
+        guard let process = slot.processes[index], process.pid == exit.pid else { return }
+        let status = ExitStatus(exit)
+        process.pid = nil
+        process.child = nil
+        process.notifySource = nil
+        process.notify = nil
+        let expected = slot.machine.instances.indices.contains(index) && slot.machine.instances[index].state == .stopping
+        var e = LogEvent(status.isSuccess || expected ? .info : .warning, "exited",
+                         "\(slot.name).\(index) (pid \(exit.pid)) \(status)",
+                         service: slot.name, instance: index, pid: exit.pid)
+        e.exit = .init(code: status.code.rawValue, status: status.status)
+        log.write(e)
+        handle(.processExited(status), instance: index, of: slot)
+    }
+
+    private func notifyReadable(_ notify: NotifySocket, slot: ServiceSlot, index: Int) {
+        let me = geteuid()
+        for message in notify.receive() where message.uid == me || message.uid == 0 {
+            for line in message.message.split(separator: "\n") {
+                if line == "READY=1" {
+                    handle(.readyNotified, instance: index, of: slot)
+                } else if line.hasPrefix("STATUS=") {
+                    slot.processes[index]?.status = String(line.dropFirst(7))
+                    onChange?()
+                }
+            }
+        }
+    }
+}
+
+extension ExitStatus {
+    init(_ exit: ChildExit) {
+        switch exit.code {
+        case Int32(CLD_KILLED): self = .killed(exit.status)
+        case Int32(CLD_DUMPED): self.init(code: .dumped, status: exit.status)
+        default: self = .exited(exit.status)
+        }
+    }
+}
+
+func realtimeNow() -> USec {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return USec(ts.tv_sec) * USec.perSecond + USec(ts.tv_nsec) / 1000
+}
