@@ -17,6 +17,8 @@ public final class ServiceSlot {
     public internal(set) var stateChangedRealtime: USec = realtimeNow()
     /// for the D-Bus layer
     public var onStateChange: ((ServiceState) -> Void)?
+    /// for the D-Bus layer: the service left the config (reload) and its processes are gone
+    public var onRemoved: (() -> Void)?
 
     init(config: ServiceConfig) { machine = ServiceMachine(config: config) }
 

@@ -78,7 +78,19 @@ public final class Supervisor {
         reconcile()
     }
 
-    public func slot(named name: String) -> ServiceSlot? { slots.first { $0.name == name } }
+    /// The services of the current config, in config order (not those a reload removed).
+    public var services: [ServiceSlot] { slots.filter { !$0.retiring } }
+    var allSlots: [ServiceSlot] { slots }
+
+    /// A service of the current config by name.
+    public func slot(named name: String) -> ServiceSlot? { slots.first { $0.name == name && !$0.retiring } }
+
+    func replaceSlots(_ new: [ServiceSlot]) { slots = new }
+
+    func replaceConfig(_ new: Config, sockets new_: [String: Int32]) {
+        config = new
+        sockets = new_
+    }
 
     // MARK: - dependency order
 
@@ -87,7 +99,7 @@ public final class Supervisor {
     }
 
     private func dependents(of slot: ServiceSlot) -> [ServiceSlot] {
-        slots.filter { $0.machine.config.after.contains(slot.name) }
+        slots.filter { $0 !== slot && $0.machine.config.after.contains(slot.name) }
     }
 
     /// Starts what waits on dependencies that are now settled, stops what waits on dependents
@@ -118,6 +130,15 @@ public final class Supervisor {
                     perform(slot.machine.stop(now: now), on: slot)
                     progressed = true
                 }
+            }
+            // Services removed by a reload go once their processes are gone.
+            if slots.contains(where: { $0.retiring && !$0.pendingStop && $0.machine.isDown }) {
+                for slot in slots where slot.retiring && !slot.pendingStop && slot.machine.isDown {
+                    noteServiceState(slot)
+                    log.info("removed", "\(slot.name): removed", service: slot.name)
+                    slot.onRemoved?()
+                }
+                slots.removeAll { $0.retiring && !$0.pendingStop && $0.machine.isDown }
             }
             for slot in slots { noteServiceState(slot) }
             if progressed { reconcileAgain = true }

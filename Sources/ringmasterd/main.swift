@@ -113,25 +113,27 @@ for fd in SystemdNotify.listenFDs() { inherited[fd.name] = fd.fd }
 let childEnvironment: ChildEnvironment
 do { childEnvironment = try ChildEnvironment(configDirectory: directory(of: configPath)) } catch { fail("\(error)") }
 
-let supervisor = Supervisor(config: config, loop: loop, log: log, environment: childEnvironment)
-do { try supervisor.openSockets(inherited: inherited) } catch { fail("\(error)") }
+let daemon = Daemon(configPath: configPath, config: config, loop: loop, log: log,
+                    environment: childEnvironment, inherited: inherited)
+do { try daemon.openSockets() } catch { fail("\(error)") }
 
 var signalSources: [EventSource] = []
 do {
     for signo in [SIGTERM, SIGINT] {
         signalSources.append(try loop.onSignal(signo) { signo in
-            if supervisor.isShuttingDown { return }
+            if daemon.state == .stopping { return }
             log.info("shutdown", "received \(signo == SIGTERM ? "SIGTERM" : "SIGINT"): stopping every service")
-            supervisor.shutdown { loop.exit(0) }
+            daemon.shutdown { loop.exit(0) }
         })
     }
     signalSources.append(try loop.onSignal(SIGHUP) { _ in
-        log.info("reload", "SIGHUP: reload is not supported yet")
+        log.info("reload", "SIGHUP: reloading \(configPath)")
+        daemon.reload()
     })
 } catch { fail("\(error)") }
 
 log.info("started", "ringmasterd \(ringmasterVersion) running \(config.services.count) service\(config.services.count == 1 ? "" : "s") from \(configPath)")
-supervisor.start()
+daemon.start()
 do {
     let code = try loop.run()
     log.info("stopped", "ringmasterd stopped")

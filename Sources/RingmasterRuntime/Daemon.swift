@@ -1,0 +1,203 @@
+import Glibc
+import RingmasterCore
+import Systemd
+
+/// The daemon as systemd and the control plane see it: one config file, one Supervisor, and
+/// the truth told to systemd — READY=1 once every autostart service is ready or failed,
+/// STATUS= kept current, RELOADING=1/READY=1 around a reload, STOPPING=1 on shutdown.
+public final class Daemon {
+    public enum State: String, Sendable { case starting, running, reloading, stopping }
+
+    public let loop: EventLoop
+    public let log: EventLog
+    public let supervisor: Supervisor
+    public let configPath: String
+    public private(set) var state: State = .starting
+    /// the last reload's error, shown in STATUS= until a reload succeeds
+    public private(set) var reloadError: String?
+    private var lastStatus = ""
+    private var sentReady = false
+    /// for the D-Bus layer
+    public var onStateChange: ((State) -> Void)?
+    public var onReloaded: ((_ ok: Bool, _ message: String) -> Void)?
+    /// extra observers of supervisor changes (the D-Bus layer)
+    public var onChange: (() -> Void)?
+    /// name → fd of what systemd passed us and no socket has taken yet
+    private var inherited: [String: Int32]
+
+    public init(configPath: String, config: Config, loop: EventLoop, log: EventLog,
+                environment: ChildEnvironment, inherited: [String: Int32]) {
+        self.configPath = configPath
+        self.loop = loop
+        self.log = log
+        self.inherited = inherited
+        self.supervisor = Supervisor(config: config, loop: loop, log: log, environment: environment)
+        supervisor.onChange = { [unowned self] in self.changed() }
+    }
+
+    public func openSockets() throws {
+        try supervisor.openSockets(inherited: inherited)
+    }
+
+    /// Starts the autostart services and the watchdog.
+    public func start() {
+        do {
+            if try loop.setWatchdog(true) {
+                log.info("watchdog", "watchdog enabled: pinging systemd from the event loop")
+            }
+        } catch {
+            log.error("watchdog", "cannot enable the watchdog: \(error)")
+        }
+        supervisor.start()
+        changed()
+    }
+
+    public func shutdown(then done: @escaping () -> Void) {
+        guard state != .stopping else { return }
+        setState(.stopping)
+        _ = SystemdNotify.send("STOPPING=1\nSTATUS=stopping")
+        supervisor.shutdown(then: done)
+    }
+
+    /// Re-reads and validates the config; an invalid one changes nothing. Returns the config
+    /// errors (or the summary of what changed).
+    @discardableResult
+    public func reload() -> Result<ReloadSummary, ConfigErrors> {
+        guard state != .stopping else {
+            return .failure(ConfigErrors([ConfigDiagnostic(SourceLocation(file: configPath, line: 1, column: 1),
+                                                           "ringmasterd is stopping")]))
+        }
+        let previous = state
+        setState(.reloading)
+        _ = SystemdNotify.send("RELOADING=1\nMONOTONIC_USEC=\(monotonicNow())\nSTATUS=reloading")
+        defer {
+            setState(previous == .starting ? .starting : .running)
+            sentReady = false
+            changed()
+        }
+        let new: Config
+        do {
+            new = try ConfigLoader.load(mainFile: configPath)
+        } catch {
+            let first = error.diagnostics.first.map(\.description) ?? "invalid config"
+            reloadError = "reload failed: " + first + (error.diagnostics.count > 1 ? " (+\(error.diagnostics.count - 1) more)" : "")
+            log.error("reload-failed", "reload of \(configPath) failed, nothing changed:\n\(error)")
+            onReloaded?(false, error.description)
+            return .failure(error)
+        }
+        let sockets: [String: Int32]
+        do {
+            sockets = try reopenSockets(for: new)
+        } catch {
+            let message = "\(error)"
+            reloadError = "reload failed: " + message
+            log.error("reload-failed", "reload of \(configPath) failed, nothing changed: \(message)")
+            let errors = ConfigErrors([ConfigDiagnostic(SourceLocation(file: configPath, line: 1, column: 1), message)])
+            onReloaded?(false, message)
+            return .failure(errors)
+        }
+        reloadError = nil
+        let summary = supervisor.apply(new, sockets: sockets)
+        log.info("reloaded", "reloaded \(configPath): \(summary)")
+        onReloaded?(true, summary.description)
+        return .success(summary)
+    }
+
+    /// Keeps the fds of sockets whose config did not change, opens new ones (all or nothing),
+    /// and closes those no longer configured.
+    private func reopenSockets(for new: Config) throws -> [String: Int32] {
+        let old = supervisor.config
+        var result: [String: Int32] = [:]
+        var opened: [Int32] = []
+        do {
+            for socket in new.sockets {
+                if old.socket(named: socket.name) == socket, let fd = supervisor.sockets[socket.name] {
+                    result[socket.name] = fd
+                    continue
+                }
+                switch socket.source {
+                case let .listen(address):
+                    let fd = try bindListenSocket(address)
+                    opened.append(fd)
+                    result[socket.name] = fd
+                case let .systemd(name):
+                    if let fd = inherited[name] ?? supervisor.sockets.first(where: { key, _ in
+                        old.socket(named: key)?.source == .systemd(name: name) })?.value {
+                        result[socket.name] = fd
+                    } else {
+                        throw RuntimeError("socket \(socket.name): systemd passed no socket named \"\(name)\"")
+                    }
+                }
+            }
+        } catch {
+            for fd in opened { close(fd) }
+            throw error
+        }
+        let kept = Set(result.values)
+        for (name, fd) in supervisor.sockets where !kept.contains(fd) {
+            // Services on a replaced socket restart with the new one; the old fd goes now.
+            if case .systemd? = old.socket(named: name)?.source { continue }
+            close(fd)
+        }
+        return result
+    }
+
+    private func setState(_ new: State) {
+        guard new != state else { return }
+        state = new
+        onStateChange?(new)
+    }
+
+    /// After every change in the supervisor: STATUS=, and READY=1 once everything autostart settled.
+    private func changed() {
+        let status = statusText()
+        var message = ""
+        if status != lastStatus {
+            lastStatus = status
+            message += "STATUS=\(status)\n"
+        }
+        if !sentReady && state != .stopping && state != .reloading && supervisor.isSettled {
+            sentReady = true
+            if state == .starting {
+                setState(.running)
+                log.info("ready", "ready: \(status)")
+            }
+            message += "READY=1\n"
+        }
+        if !message.isEmpty { _ = SystemdNotify.send(message) }
+        onChange?()
+    }
+
+    /// "5 running, 1 failed (db)"; "no services"; with a failed reload first.
+    public func statusText() -> String {
+        var counts: [ServiceState: [String]] = [:]
+        for slot in supervisor.services { counts[slot.machine.state, default: []].append(slot.name) }
+        var parts: [String] = []
+        for state in [ServiceState.running, .starting, .backoff, .stopping, .stopped] {
+            if let names = counts[state] { parts.append("\(names.count) \(state.rawValue)") }
+        }
+        if let failed = counts[.failed] {
+            let names = failed.prefix(3).joined(separator: ", ") + (failed.count > 3 ? ", …" : "")
+            parts.append("\(failed.count) failed (\(names))")
+        }
+        var text = parts.isEmpty ? "no services" : parts.joined(separator: ", ")
+        if state == .stopping { text = "stopping: " + text }
+        if let e = reloadError { text = e + "; " + text }
+        return text
+    }
+}
+
+extension Supervisor {
+    /// Every autostart service is ready or has failed (or was stopped for good).
+    public var isSettled: Bool {
+        services.allSatisfy { slot in
+            !slot.pendingStart && (slot.machine.isSettled || !slot.machine.wanted)
+        }
+    }
+}
+
+func monotonicNow() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000 + UInt64(ts.tv_nsec) / 1000
+}
