@@ -1,0 +1,62 @@
+# Ringmaster: the two commands on a fresh Debian 12 machine are `make demo` and `make check`.
+#
+#   make deps     install the Debian packages that are missing (apt-get; sudo if not root)
+#   make build    release build of ringmasterd and ringctl (static Swift stdlib)
+#   make demo     build, then run ringmasterd on contrib/examples/demo.toml in the foreground
+#   make check    every test: unit tests, then the integration tests inside a private
+#                 systemd user session (scripts/systemd-session)
+#
+# SCRATCH=DIR puts the build somewhere else than .build (e.g. a second tree: .build-NAME).
+
+SWIFT     ?= swift
+SCRATCH   ?= .build
+SWIFTPM   := --scratch-path $(SCRATCH)
+RELEASE   := -c release --static-swift-stdlib
+# The session mounts and makes cgroups: it needs root.
+SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+SESSION   := $(SUDO) env "PATH=$(PATH)" scripts/systemd-session
+
+# Debian packages to build and test (the session adds its own: see
+# `scripts/systemd-session --missing-packages`).
+BUILD_PACKAGES := libsystemd-dev pkgconf python3 curl
+
+.PHONY: all deps build build-debug demo check unit-test integration-test clean
+
+all: build
+
+deps:
+	@missing=""; \
+	for p in $(BUILD_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}\n' "$$p" 2>/dev/null | grep -q '^install ok installed$$' \
+	        || missing="$$missing $$p"; \
+	done; \
+	for p in $$(scripts/systemd-session --missing-packages); do \
+	    case " $$missing " in *" $$p "*) ;; *) missing="$$missing $$p";; esac; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	    echo "make deps: installing$$missing"; \
+	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+build: deps
+	$(SWIFT) build $(SWIFTPM) $(RELEASE)
+
+# Debug build of everything, tests included (what `make check` runs).
+build-debug: deps
+	$(SWIFT) build $(SWIFTPM) --build-tests
+
+demo: build
+	@echo "demo: ringmasterd on contrib/examples/demo.toml; try: curl http://127.0.0.1:8080/ ; Ctrl-C to stop"
+	@"$$($(SWIFT) build $(SWIFTPM) $(RELEASE) --show-bin-path)/ringmasterd" --config contrib/examples/demo.toml
+
+check: unit-test integration-test
+
+unit-test: build-debug
+	$(SWIFT) test $(SWIFTPM) --skip-build --skip IntegrationTests
+
+integration-test: build-debug
+	$(SESSION) -- $(SWIFT) test $(SWIFTPM) --skip-build --filter IntegrationTests
+
+clean:
+	rm -rf $(SCRATCH)
