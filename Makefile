@@ -52,11 +52,14 @@ demo: build
 
 check: unit-test integration-test
 
+# The pure core needs nothing around it.
 unit-test: build-debug
-	$(SWIFT) test $(SWIFTPM) --skip-build --skip IntegrationTests
+	$(SWIFT) test $(SWIFTPM) --skip-build --filter RingmasterCoreTests
 
+# The runtime tests (spawner, sd-event, journald streams) and the integration tests run
+# inside the private session, with a real journald, user D-Bus and systemd --user.
 integration-test: build-debug
-	$(SESSION) -- $(SWIFT) test $(SWIFTPM) --skip-build --filter IntegrationTests
+	$(SESSION) -- $(SWIFT) test $(SWIFTPM) --skip-build --filter 'RingmasterRuntimeTests|IntegrationTests'
 
 clean:
 	rm -rf $(SCRATCH)

@@ -36,10 +36,7 @@ final class SystemdWrappersTests: XCTestCase {
         }
     }
 
-    func testJournalWithoutJournald() throws {
-        try XCTSkipIf(Journal.isReachable, "journald is running here")
-        // libsystemd drops the entry silently when journald is absent.
-        XCTAssertTrue(Journal.send([("MESSAGE", "hello"), ("PRIORITY", "6"), ("RINGMASTER_SERVICE", "web")]))
+    func testJournalRejectsBadFieldsWhateverJournaldDoes() {
         XCTAssertFalse(Journal.send([("lower-case", "rejected")]))
         XCTAssertFalse(Journal.send([]))
     }
@@ -47,7 +44,9 @@ final class SystemdWrappersTests: XCTestCase {
     /// Only where journald runs (the integration session): the child's lines land under
     /// its own _PID, and the daemon's entries carry the RINGMASTER_* fields.
     func testWithRealJournald() throws {
-        try XCTSkipUnless(Journal.isReachable, "journald is not running here")
+        guard Journal.isReachable else {
+            return XCTFail("needs journald: run `make check`, which runs these tests inside the private systemd session (scripts/systemd-session)")
+        }
         let tag = "ringmaster-test-\(getpid())"
         var request = sh("echo '<4>hello from the child'; echo oops >&2")
         request.journalIdentifier = tag
