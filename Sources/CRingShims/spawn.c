@@ -1,4 +1,4 @@
-/* The child side of spawning: clone3 → (fd map, session, signals, cwd, LISTEN_PID) → execve.
+/* The child side of spawning: clone3 → (cgroup, fd map, session, signals, cwd, LISTEN_PID) → execve.
  *
  * Why C: between clone and exec the child is a copy of a (possibly multi-threaded) Swift
  * process whose allocator and runtime locks may be held by threads that do not exist in
@@ -42,6 +42,7 @@
 /* The stages the child can fail in. Only the index travels over the pipe; the parent maps
  * it back to a static string, so the report is two plain ints. */
 enum stage {
+    STAGE_CGROUP,
     STAGE_SETSID,
     STAGE_DUP2,
     STAGE_CHDIR,
@@ -51,6 +52,7 @@ enum stage {
 };
 
 static const char *const stage_names[STAGE_COUNT] = {
+    [STAGE_CGROUP] = "cgroup",
     [STAGE_SETSID] = "setsid",
     [STAGE_DUP2] = "dup2",
     [STAGE_CHDIR] = "chdir",
@@ -257,7 +259,16 @@ static int dup_above(int fd, int min) {
     return fcntl(fd, F_DUPFD, min);
 }
 
-static _Noreturn void child_main(const struct ring_spawn_request *req, int report_fd) {
+static _Noreturn void child_main(const struct ring_spawn_request *req, int report_fd, int join_cgroup) {
+    /* 0. The cgroup, when clone3 could not start us there: before anything else, so that
+     *    whatever this child does or starts is inside it. openat + write are async-signal-safe. */
+    if (join_cgroup) {
+        int procs = openat(req->cgroup_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
+        if (procs < 0) child_fail(report_fd, STAGE_CGROUP);
+        if (write_all(procs, "0", 1) < 0) child_fail(report_fd, STAGE_CGROUP);
+        close(procs);
+    }
+
     /* 1. Signals: every handler back to SIG_DFL (SIGPIPE included: the daemon ignores it,
      *    the child must not inherit that). All signals are still blocked (the parent blocked
      *    them around clone), so no handler of the daemon can run in the child meanwhile. */
@@ -379,15 +390,32 @@ void ring_spawn_use_clone3(int enabled) {
     use_clone3 = enabled;
 }
 
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+
+/* The clone_args layout of Linux 5.7 (with .cgroup), whatever the installed headers know. */
+struct ring_clone_args {
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
+    uint64_t set_tid, set_tid_size, cgroup;
+};
+
 /* clone3 as fork with a pidfd: no CLONE_VM, so the child gets its own copy-on-write memory
- * and may scribble on the envp slots. Returns the pid in the parent, 0 in the child. */
-static pid_t clone_with_pidfd(int *pidfd) {
-    struct clone_args args;
+ * and may scribble on the envp slots. With cgroup_fd >= 0 the child is born in that cgroup
+ * (CLONE_INTO_CGROUP). Returns the pid in the parent, 0 in the child. */
+static pid_t clone_with_pidfd(int *pidfd, int cgroup_fd) {
+    struct ring_clone_args args;
     memset(&args, 0, sizeof args);
     args.flags = CLONE_PIDFD;
     args.pidfd = (uint64_t)(uintptr_t)pidfd;
     args.exit_signal = SIGCHLD;
-    return (pid_t)syscall(SYS_clone3, &args, sizeof args);
+    size_t size = offsetof(struct ring_clone_args, set_tid); /* CLONE_ARGS_SIZE_VER0: any clone3 */
+    if (cgroup_fd >= 0) {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = (uint64_t)cgroup_fd;
+        size = sizeof args;                                   /* CLONE_ARGS_SIZE_VER2 */
+    }
+    return (pid_t)syscall(SYS_clone3, &args, size);
 }
 
 static int reap(pid_t pid, int pidfd) {
@@ -416,18 +444,29 @@ int ring_spawn(const struct ring_spawn_request *req, pid_t *pid_out, int *pidfd_
 
     int pidfd = -1;
     pid_t pid = -1;
+    /* Read by the child in its own copy of this frame: whether it must join the cgroup itself. */
+    int join_cgroup = 0;
     errno = ENOSYS;
-    if (use_clone3) pid = clone_with_pidfd(&pidfd);
+    if (use_clone3) {
+        pid = clone_with_pidfd(&pidfd, req->cgroup_fd);
+        if (pid < 0 && req->cgroup_fd >= 0 && (errno == EINVAL || errno == E2BIG)) {
+            /* clone3 without CLONE_INTO_CGROUP (Linux 5.3-5.6): the child joins by itself. */
+            join_cgroup = 1;
+            pidfd = -1;
+            pid = clone_with_pidfd(&pidfd, -1);
+        }
+    }
     if (pid < 0 && (errno == ENOSYS || errno == EPERM)) {
         /* No clone3 (old kernel, or a seccomp filter that refuses it): fork, then open a
          * pidfd. The child cannot be reaped by anyone else before pidfd_open since only we
          * wait for it, so the pid cannot be recycled in between. */
+        join_cgroup = req->cgroup_fd >= 0;
         pidfd = -1;
         pid = fork();
     }
     if (pid == 0) {
         close(pipefd[0]);
-        child_main(req, pipefd[1]);
+        child_main(req, pipefd[1], join_cgroup);
     }
     int clone_errno = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);

@@ -25,11 +25,15 @@ public struct SpawnRequest: Equatable, Sendable {
     public var journalIdentifier: String?
     /// journald's stream socket; nil means /run/systemd/journal/stdout (tests change it).
     public var journalSocketPath: String?
+    /// A cgroup v2 directory fd (`InstanceCgroup.fd`) the child is started in, so that it and
+    /// everything it forks can be killed as one (`cgroup.kill`); nil keeps the daemon's cgroup.
+    /// The fd stays the caller's.
+    public var cgroupFD: Int32?
 
     public init(argv: [String], environment: [String] = [], listenPID: Bool = false,
                 workingDirectory: String? = nil, stdin: Int32 = -1, stdout: Int32 = -1,
                 stderr: Int32 = -1, extraFDs: [Int32] = [], journalIdentifier: String? = nil,
-                journalSocketPath: String? = nil) {
+                journalSocketPath: String? = nil, cgroupFD: Int32? = nil) {
         self.argv = argv
         self.environment = environment
         self.listenPID = listenPID
@@ -40,6 +44,7 @@ public struct SpawnRequest: Equatable, Sendable {
         self.extraFDs = extraFDs
         self.journalIdentifier = journalIdentifier
         self.journalSocketPath = journalSocketPath
+        self.cgroupFD = cgroupFD
     }
 }
 
@@ -57,7 +62,7 @@ public struct SpawnedProcess: Equatable, Sendable {
 /// Why a process could not be started: the stage that failed in the child (or in the
 /// parent: "clone", "pipe", "pidfd_open"), its errno, and the file it was about.
 public struct SpawnError: Error, Equatable, Sendable, CustomStringConvertible {
-    /// "exec", "chdir", "setsid", "dup2", "listen_pid" (child); "clone", "pipe", "pidfd_open" (parent)
+    /// "exec", "chdir", "setsid", "dup2", "listen_pid", "cgroup" (child); "clone", "pipe", "pidfd_open" (parent)
     public var stage: String
     public var errno: Int32
     /// The program for "exec", the directory for "chdir", else empty.
@@ -156,6 +161,7 @@ public struct PosixSpawner: Spawner {
                     c.n_extra_fds = Int32(fdBuffer.count)
                     c.journal_identifier = request.journalIdentifier.map { UnsafePointer(cString($0)) }
                     c.journal_socket = request.journalSocketPath.map { UnsafePointer(cString($0)) }
+                    c.cgroup_fd = request.cgroupFD ?? -1
                     return ring_spawn(&c, &pid, &pidfd, &errorNumber, &stage)
                 }
             }

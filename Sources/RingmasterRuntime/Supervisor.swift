@@ -111,6 +111,8 @@ public final class Supervisor {
         repeat {
             reconcileAgain = false
             var progressed = false
+            // Log what changed before acting on it: "db: starting -> running" comes before "app.0 started".
+            for slot in slots { noteServiceState(slot) }
             for slot in slots where slot.pendingStart && !shuttingDown {
                 let waiting = dependencies(of: slot).filter { $0.pendingStart || !$0.machine.isSettled }
                 if waiting.isEmpty {

@@ -6,6 +6,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+/* Not in Swift's Glibc module; the runtime needs them for cgroups (Cgroups.swift). */
+#include <sys/epoll.h>
+#include <sys/xattr.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -43,11 +46,18 @@ struct ring_spawn_request {
     const char *journal_identifier;
     /* The stream socket; NULL => "/run/systemd/journal/stdout" (tests point it elsewhere). */
     const char *journal_socket;
+    /* A cgroup v2 directory (an O_DIRECTORY or O_PATH fd) the child starts in, or -1 to stay
+     * in the daemon's cgroup. Set it explicitly: a zeroed request means fd 0. The child is
+     * born there (clone3 CLONE_INTO_CGROUP, kernel >= 5.7); where clone3 refuses that (older
+     * kernels: EINVAL/E2BIG; no clone3 at all: the fork fallback), the child moves itself by
+     * writing "0" to the directory's cgroup.procs before anything else, and failing that
+     * reports stage "cgroup": a process outside its cgroup would escape cgroup.kill. */
+    int cgroup_fd;
 };
 
 /* Starts req->file. Returns 0 and fills *pid and *pidfd (CLOEXEC) once the exec succeeded
  * (the CLOEXEC error pipe closed without data). Returns -1 with *err_errno and *err_stage
- * (a static string: "exec", "chdir", "setsid", "dup2", "listen_pid" from the child;
+ * (a static string: "exec", "chdir", "setsid", "dup2", "listen_pid", "cgroup" from the child;
  * "clone", "pipe", "pidfd_open" from the parent) when the child failed before or at exec;
  * that child has been reaped already. (Journal connection failures are not errors: the
  * stream falls back.) Thread-safe; does not touch the parent's signal handlers. */
