@@ -43,11 +43,21 @@ final class SpawnerTests: XCTestCase {
         // dup2 sequence would clobber.
         let count = 64
         var sockets: [Int32] = []
-        for _ in 0..<count {
+        func newSocket() -> Int32 {
             let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
             XCTAssertGreaterThanOrEqual(fd, 0)
-            sockets.append(fd)
+            return fd
         }
+        // Put sockets at every free number inside the target range first (whatever this test
+        // process already has open), then the rest wherever they land.
+        for n in Int32(3)..<Int32(3 + count) where fcntl(n, F_GETFD) == -1 {
+            let fd = newSocket()
+            XCTAssertEqual(dup2(fd, n), n)
+            _ = fcntl(n, F_SETFD, FD_CLOEXEC)
+            close(fd)
+            sockets.append(n)
+        }
+        while sockets.count < count { sockets.append(newSocket()) }
         defer { sockets.forEach { close($0) } }
         let passed = Array(sockets.reversed())
         let misplaced = passed.enumerated().filter { (3..<(3 + count)).contains(Int($0.element)) && Int($0.element) != 3 + $0.offset }
