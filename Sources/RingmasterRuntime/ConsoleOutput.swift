@@ -46,7 +46,9 @@ final class ConsoleOutput {
 
     private func drain() {
         var buf = [UInt8](repeating: 0, count: 16 * 1024)
-        while true {
+        // At most 256 KiB per dispatch: the fd is level-triggered, so a flooding child is read
+        // again on the next iteration, after every other source (and the watchdog) had its turn.
+        for _ in 0..<16 {
             let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n > 0 {
                 emitLines(buf[0..<n])
