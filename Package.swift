@@ -26,7 +26,7 @@ let package = Package(
         .target(name: "RingmasterRuntime", dependencies: ["RingmasterCore", "Systemd", "CRingShims"]),
         .executableTarget(name: "ringmasterd", dependencies: ["RingmasterRuntime", "RingmasterCore", "Systemd"]),
         .executableTarget(name: "ringctl", dependencies: [
-            "RingmasterCore",
+            "RingmasterCore", "Systemd",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "RingmasterCoreTests", dependencies: ["RingmasterCore"]),

@@ -17,7 +17,7 @@ extension BusService {
             name: RingmasterBus.managerInterface,
             methods: [
                 BusMethod("ListServices", out: [BusArgument("services", "a(ssuuo)")]) { [unowned self] _ in
-                    [.array(element: "(ssuuo)", self.supervisor.slots.map { slot in
+                    [.array(element: "(ssuuo)", self.supervisor.services.map { slot in
                         .structure([.string(slot.name), .string(slot.machine.state.rawValue),
                                     .uint32(UInt32(slot.machine.running)), .uint32(UInt32(self.wantedInstances(slot))),
                                     .objectPath(BusService.path(of: slot.name))])
@@ -43,18 +43,13 @@ extension BusService {
                 },
                 BusMethod("Reload") { [unowned self] call in
                     try self.authorize(call)
-                    switch self.reload() {
-                    case .applied: return []
-                    case let .invalid(errors):
-                        throw BusError(RingmasterBus.ErrorName.invalidConfig, errors.description)
-                    case let .failed(message):
-                        throw BusError(RingmasterBus.ErrorName.failed, message)
-                    }
+                    try self.reload()
+                    return []
                 },
             ],
             properties: [
                 BusProperty("Version", "s", .constant) { _ in .string(ringmasterVersion) },
-                BusProperty("State", "s", .emitsChange) { [unowned self] _ in .string(self.state.rawValue) },
+                BusProperty("State", "s", .emitsChange) { [unowned self] _ in .string(self.daemon.state.rawValue) },
                 BusProperty("ConfigFiles", "as", .emitsChange) { [unowned self] _ in
                     .strings(self.supervisor.config.files)
                 },

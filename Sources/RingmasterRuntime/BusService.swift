@@ -2,68 +2,71 @@ import Glibc
 import RingmasterCore
 import Systemd
 
-/// The outcome of a reload, as `BusService.reload()` reports it (Reloaded signal, the
-/// Reload method's reply).
-public enum ReloadOutcome: Sendable {
-    /// the new config is in effect; the message says what changed
-    case applied(String)
-    /// the file was rejected whole; nothing changed
-    case invalid(ConfigErrors)
-    /// it could not be read or applied
-    case failed(String)
-}
-
 /// ringmasterd's control plane: the io.ringmaster.Ringmaster1 API on the user bus.
 ///
 /// Exports the Manager object and one Service object per service (a fallback vtable with
 /// a node enumerator, so they appear and disappear with the config), drives the
-/// `Supervisor` for the methods, and turns the supervisor's changes into signals and
-/// PropertiesChanged. Everything runs on the supervisor's loop.
+/// `Supervisor` for the methods and the `Daemon` for Reload and State, and turns their
+/// changes into signals and PropertiesChanged. Everything runs on the daemon's loop.
 ///
-/// Wiring (ringmasterd): create it after the Supervisor (and after setting the
-/// supervisor's `onChange`: this chains onto it), before `supervisor.start()`:
+/// Wiring (ringmasterd): after the Daemon is created, before `daemon.start()`:
 ///
-///     let control = try BusService(supervisor: supervisor, bus: try Bus.user())
-///     control.reloadHandler = { … }   // the daemon's reload; SIGHUP calls control.reload()
+///     let control = try BusService(daemon: daemon, bus: try Bus.user())
+///
+/// It chains onto `daemon.onChange`, `daemon.onStateChange` and `daemon.onReloaded`, so
+/// a reload by SIGHUP is announced (Reloaded) like one by D-Bus.
 public final class BusService {
     public let bus: Bus
-    public let supervisor: Supervisor
-    /// rolling restarts under way; the daemon's reload may use them for changed services
+    public let daemon: Daemon
+    public var supervisor: Supervisor { daemon.supervisor }
+    /// rolling restarts under way (RestartService)
     public let rollingRestarts: RollingRestarts
-    /// Parses, validates and applies the config (nil: reload is not available).
-    public var reloadHandler: (() -> ReloadOutcome)?
 
     /// Who may call mutating methods: this euid and root.
     let ownerUID: uid_t = geteuid()
 
     private var exported: [BusSlot] = []
-    private var snapshots: [String: ServiceSnapshot] = [:]
-    private var daemonState: DaemonState = .starting
-    private var reloading = false
+    /// what clients were last told, per slot (held, so an identifier is not reused meanwhile)
+    private var snapshots: [ObjectIdentifier: (slot: ServiceSlot, snapshot: ServiceSnapshot)] = [:]
+    /// the services whose objects clients know of
+    private var published = Set<String>()
+    private var configFiles: [String] = []
     private var lastEmitError: String?
 
-    /// Exports the objects on `bus`, attaches it to the supervisor's loop, and takes the
-    /// name io.ringmaster.Ringmaster1 (last, so no client sees the name without objects).
-    public init(supervisor: Supervisor, bus: Bus) throws {
+    /// Exports the objects on `bus`, attaches it to the daemon's loop, and takes the name
+    /// io.ringmaster.Ringmaster1 (last, so no client sees the name without objects).
+    /// Throws if the name is taken (another ringmasterd of this user runs).
+    public init(daemon: Daemon, bus: Bus) throws {
         self.bus = bus
-        self.supervisor = supervisor
-        self.rollingRestarts = RollingRestarts(supervisor: supervisor)
+        self.daemon = daemon
+        self.rollingRestarts = RollingRestarts(supervisor: daemon.supervisor)
         exported.append(try bus.addObject(path: RingmasterBus.managerPath, interface: managerInterface()))
         exported.append(try bus.addFallback(prefix: RingmasterBus.servicePathPrefix, interface: serviceInterface()) {
             [unowned self] path in self.slot(at: path) != nil
         })
         exported.append(try bus.addNodeEnumerator(prefix: RingmasterBus.servicePathPrefix) { [unowned self] _ in
-            self.supervisor.slots.map { BusService.path(of: $0.name) }
+            self.supervisor.services.map { BusService.path(of: $0.name) }
         })
         exported.append(try bus.addObjectManager(path: RingmasterBus.managerPath))
-        try bus.attach(to: supervisor.loop)
+        try bus.attach(to: daemon.loop)
 
-        for slot in supervisor.slots { snapshots[slot.name] = ServiceSnapshot(slot, self) }
-        daemonState = currentDaemonState()
-        let previous = supervisor.onChange
-        supervisor.onChange = { [weak self] in
-            previous?()
+        for slot in supervisor.allSlots { snapshots[ObjectIdentifier(slot)] = (slot, ServiceSnapshot(slot, self)) }
+        published = Set(supervisor.services.map(\.name))
+        configFiles = supervisor.config.files
+        let previousChange = daemon.onChange
+        daemon.onChange = { [weak self] in
+            previousChange?()
             self?.supervisorChanged()
+        }
+        let previousState = daemon.onStateChange
+        daemon.onStateChange = { [weak self] state in
+            previousState?(state)
+            self?.emitPropertiesChanged(RingmasterBus.managerPath, RingmasterBus.managerInterface, ["State"])
+        }
+        let previousReloaded = daemon.onReloaded
+        daemon.onReloaded = { [weak self] ok, message in
+            previousReloaded?(ok, message)
+            self?.reloaded(ok: ok, message: message)
         }
         try bus.requestName(RingmasterBus.name)
     }
@@ -157,87 +160,65 @@ public final class BusService {
         try supervisor.killService(name, signal: signal)
     }
 
-    /// Reloads through `reloadHandler` and reports it (Reloaded signal, State property).
-    /// SIGHUP should come here too, so every reload is announced the same way.
-    @discardableResult
-    public func reload() -> ReloadOutcome {
-        guard let handler = reloadHandler else {
-            let outcome = ReloadOutcome.failed("reload is not supported by this ringmasterd")
-            emit("Reloaded", [.bool(false), .string("reload is not supported by this ringmasterd")])
-            return outcome
+    /// Reload (the D-Bus method): the daemon's reload, its refusal as an API error.
+    func reload() throws {
+        if daemon.state == .stopping { throw BusError(RingmasterBus.ErrorName.failed, "ringmasterd is shutting down") }
+        switch daemon.reload() {
+        case .success: return
+        case let .failure(errors): throw BusError(RingmasterBus.ErrorName.invalidConfig, errors.description)
         }
-        reloading = true
-        supervisorChanged()
-        let outcome = handler()
-        reloading = false
-        supervisorChanged()
-        switch outcome {
-        case let .applied(message): emit("Reloaded", [.bool(true), .string(message)])
-        case let .invalid(errors): emit("Reloaded", [.bool(false), .string(errors.description)])
-        case let .failed(message): emit("Reloaded", [.bool(false), .string(message)])
-        }
-        return outcome
+    }
+
+    /// After every reload attempt (D-Bus or SIGHUP): the Reloaded signal. A reload that
+    /// applied has set every service's instances anew: rolling restarts under way stop
+    /// (their extra instance is gone with the new count).
+    private func reloaded(ok: Bool, message: String) {
+        if ok { rollingRestarts.cancelAll() }
+        emit("Reloaded", [.bool(ok), .string(message)])
     }
 
     // MARK: - change notification
-
-    /// The daemon's state (Manager.State).
-    enum DaemonState: String {
-        case starting, running, reloading, stopping
-    }
-
-    var state: DaemonState { daemonState }
-
-    private func currentDaemonState() -> DaemonState {
-        if supervisor.isShuttingDown { return .stopping }
-        if reloading { return .reloading }
-        if daemonState == .starting {
-            let settled = supervisor.slots.allSatisfy { !$0.pendingStart && ($0.machine.isSettled || !$0.machine.wanted) }
-            return settled ? .running : .starting
-        }
-        return .running
-    }
 
     /// After every change of the supervisor: signals for processes and service states,
     /// PropertiesChanged for what differs from the last snapshot, objects added/removed.
     func supervisorChanged() {
         rollingRestarts.supervisorChanged()
-
-        let newState = currentDaemonState()
-        if newState != daemonState {
-            daemonState = newState
-            emitPropertiesChanged(RingmasterBus.managerPath, RingmasterBus.managerInterface, ["State"])
+        if supervisor.config.files != configFiles {
+            configFiles = supervisor.config.files
+            emitPropertiesChanged(RingmasterBus.managerPath, RingmasterBus.managerInterface, ["ConfigFiles"])
         }
 
-        var seen = Set<String>()
-        for slot in supervisor.slots {
-            let name = slot.name
-            seen.insert(name)
+        // Every slot, those a reload removed included while their processes stop: their
+        // ProcessExited and ServiceStateChanged still go out (their objects are gone).
+        var next: [ObjectIdentifier: (slot: ServiceSlot, snapshot: ServiceSnapshot)] = [:]
+        for slot in supervisor.allSlots {
+            let id = ObjectIdentifier(slot)
             let new = ServiceSnapshot(slot, self)
-            guard let old = snapshots[name] else {
-                snapshots[name] = new
-                do { try bus.emitObjectAdded(path: BusService.path(of: name)) } catch { noteEmitError(error) }
-                emit("ServiceStateChanged", [.string(name), .string(new.state)])
+            next[id] = (slot, new)
+            guard let old = snapshots[id]?.snapshot else {
+                // Added by a reload.
+                emit("ServiceStateChanged", [.string(slot.name), .string(new.state)])
+                for (instance, pid) in new.pids.sorted(by: { $0.key < $1.key }) {
+                    emit("ProcessStarted", [.string(slot.name), .uint32(UInt32(instance)), .uint32(UInt32(bitPattern: pid))])
+                }
                 continue
             }
+            if slot.retiring && slot.onRemoved == nil {
+                // Removed by a reload: the supervisor drops the slot as its last process
+                // exits, before the next change notice; report that exit on the way out.
+                slot.onRemoved = { [weak self, unowned slot] in self?.slotRemoved(slot) }
+            }
             guard new != old else { continue }
-            snapshots[name] = new
-            for (instance, pid) in old.pids.sorted(by: { $0.key < $1.key }) where new.pids[instance] != pid {
-                let exit = new.exits[instance] ?? nil
-                emit("ProcessExited", [.string(name), .uint32(UInt32(instance)), .uint32(UInt32(bitPattern: pid)),
-                                       .string(exit?.code.rawValue ?? "unknown"), .int32(exit?.status ?? 0)])
-            }
-            for (instance, pid) in new.pids.sorted(by: { $0.key < $1.key }) where old.pids[instance] != pid {
-                emit("ProcessStarted", [.string(name), .uint32(UInt32(instance)), .uint32(UInt32(bitPattern: pid))])
-            }
-            let changed = new.properties.keys.filter { new.properties[$0] != old.properties[$0] }.sorted()
-            emitPropertiesChanged(BusService.path(of: name), RingmasterBus.serviceInterface, changed)
-            if new.state != old.state {
-                emit("ServiceStateChanged", [.string(name), .string(new.state)])
-            }
+            announce(slot.name, from: old, to: new, hasObject: !slot.retiring)
         }
-        for name in snapshots.keys where !seen.contains(name) {
-            snapshots[name] = nil
+        snapshots = next
+
+        // Objects come and go with the config.
+        let names = Set(supervisor.services.map(\.name))
+        for name in names.subtracting(published).sorted() {
+            do { try bus.emitObjectAdded(path: BusService.path(of: name)) } catch { noteEmitError(error) }
+        }
+        for name in published.subtracting(names).sorted() {
             // The object is gone already, so sd_bus_emit_object_removed cannot list its
             // interfaces: say it ourselves.
             let interfaces = [RingmasterBus.serviceInterface, "org.freedesktop.DBus.Properties",
@@ -248,6 +229,32 @@ public final class BusService {
                                    [.objectPath(BusService.path(of: name)), .strings(interfaces)])
             } catch { noteEmitError(error) }
         }
+        published = names
+    }
+
+    private func slotRemoved(_ slot: ServiceSlot) {
+        let id = ObjectIdentifier(slot)
+        guard let old = snapshots.removeValue(forKey: id)?.snapshot else { return }
+        announce(slot.name, from: old, to: ServiceSnapshot(slot, self), hasObject: false)
+    }
+
+    /// The signals for what changed in one service since the last snapshot.
+    private func announce(_ name: String, from old: ServiceSnapshot, to new: ServiceSnapshot, hasObject: Bool) {
+        for (instance, pid) in old.pids.sorted(by: { $0.key < $1.key }) where new.pids[instance] != pid {
+            let exit = new.exits[instance] ?? nil
+            emit("ProcessExited", [.string(name), .uint32(UInt32(instance)), .uint32(UInt32(bitPattern: pid)),
+                                   .string(exit?.code.rawValue ?? "unknown"), .int32(exit?.status ?? 0)])
+        }
+        for (instance, pid) in new.pids.sorted(by: { $0.key < $1.key }) where old.pids[instance] != pid {
+            emit("ProcessStarted", [.string(name), .uint32(UInt32(instance)), .uint32(UInt32(bitPattern: pid))])
+        }
+        if hasObject {
+            let changed = new.properties.keys.filter { new.properties[$0] != old.properties[$0] }.sorted()
+            emitPropertiesChanged(BusService.path(of: name), RingmasterBus.serviceInterface, changed)
+        }
+        if new.state != old.state {
+            emit("ServiceStateChanged", [.string(name), .string(new.state)])
+        }
     }
 
     func emit(_ signal: String, _ values: [BusValue]) {
@@ -257,7 +264,7 @@ public final class BusService {
         } catch { noteEmitError(error) }
     }
 
-    private func emitPropertiesChanged(_ path: String, _ interface: String, _ names: [String]) {
+    func emitPropertiesChanged(_ path: String, _ interface: String, _ names: [String]) {
         do { try bus.emitPropertiesChanged(path: path, interface: interface, names) } catch { noteEmitError(error) }
     }
 

@@ -140,6 +140,13 @@ public final class RollingRestarts {
 
     public var isEmpty: Bool { active.isEmpty }
 
+    /// Stops driving every restart, leaving the instance counts as they are (after a reload,
+    /// which set them).
+    public func cancelAll() {
+        for restart in active.values { restart.cancel(scaleBack: false) }
+        active.removeAll()
+    }
+
     /// Schedules one `advance()` of every restart for the next loop iteration.
     public func supervisorChanged() {
         guard !active.isEmpty, pending == nil else { return }

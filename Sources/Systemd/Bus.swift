@@ -187,6 +187,15 @@ public final class Bus {
         return BusSlot(slot!, owning: box)
     }
 
+    /// Calls `handler` for each message matching a D-Bus match `rule`
+    /// ("type='signal',member='NameOwnerChanged',arg0='io.example'").
+    public func addMatch(_ rule: String, handler: @escaping (BusMessage) -> Void) throws -> BusSlot {
+        let box = BusCallbackBox(handler)
+        var slot: OpaquePointer?
+        try check(sd_bus_add_match(handle, &slot, rule, signalTrampoline, box.userdata), "sd_bus_add_match(\(rule))")
+        return BusSlot(slot!, owning: box)
+    }
+
     /// Processes incoming messages, waiting as needed, until `until()` is true after a
     /// dispatch, or the connection fails (then throws, e.g. ECONNRESET).
     public func process(until: () -> Bool = { false }) throws {

@@ -7,6 +7,7 @@ import RingmasterCore
 struct Ringctl: ParsableCommand {
     /// Every subcommand, in the order `ringctl --help` lists them.
     static let subcommands: [ParsableCommand.Type] = [
+        Status.self, Start.self, Stop.self, Restart.self, Scale.self, Kill.self, Reload.self, Logs.self, Events.self,
         Check.self,
     ]
 

@@ -132,6 +132,12 @@ do {
     })
 } catch { fail("\(error)") }
 
+// The control plane: io.ringmaster.Ringmaster1 on the user bus. Without a user bus (a
+// container, a plain terminal) the daemon still supervises; it says so once.
+var control: BusService?
+do { control = try BusService(daemon: daemon, bus: try Bus.user()) }
+catch { log.write(LogEvent(.warning, "dbus", "no D-Bus control plane: \(error)")) }
+
 log.info("started", "ringmasterd \(ringmasterVersion) running \(config.services.count) service\(config.services.count == 1 ? "" : "s") from \(configPath)")
 daemon.start()
 do {

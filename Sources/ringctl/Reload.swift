@@ -1,0 +1,28 @@
+// `ringctl reload`
+import ArgumentParser
+import Glibc
+import RingmasterCore
+import Systemd
+
+struct Reload: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Reload the configuration: apply only what changed.",
+        discussion: """
+            The daemon parses and validates the files first: an invalid configuration changes \
+            nothing, and its problems are printed here (file:line:column: message) with exit \
+            status 1. A valid one is applied as a diff: new services start, removed ones stop, \
+            changed ones restart (rolling), an instances-only change just scales.
+            """)
+
+    func run() throws {
+        try withClient { client in
+            do {
+                try client.callManager("Reload")
+            } catch let e as BusError where e.name == RingmasterBus.ErrorName.invalidConfig {
+                printError("invalid configuration, nothing changed:")
+                for line in e.message.split(separator: "\n") { fputs("\(line)\n", stderr) }
+                throw ExitCode.failure
+            }
+        }
+    }
+}

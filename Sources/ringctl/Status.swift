@@ -1,0 +1,129 @@
+// `ringctl status [NAME…] [--json]`: a table like `systemctl list-units`, from ListServices
+// and each service's properties.
+import ArgumentParser
+import Glibc
+import RingmasterCore
+import Systemd
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show the services: state, instances running/wanted, pids, uptime, CPU, memory, restarts.",
+        discussion: """
+            Exit status: 0 if ringmasterd runs (and every named service is running), 3 if \
+            ringmasterd or a named service is not running, 4 if a named service does not exist.
+            """)
+
+    @Argument(help: "Only these services (default: all).")
+    var names: [String] = []
+
+    @Flag(help: "Print a JSON array of objects instead of the table.")
+    var json = false
+
+    /// One service's properties, as the table and the JSON show them.
+    struct Row {
+        var name: String
+        var properties: [String: BusValue]
+
+        func string(_ key: String) -> String { properties[key]?.string ?? "" }
+        func number(_ key: String) -> UInt64 { properties[key]?.uint64 ?? 0 }
+        var state: String { string("State") }
+        var pids: [UInt64] { (properties["PIDs"]?.elements ?? []).compactMap(\.uint64) }
+        /// µs in the current state, while running
+        var uptime: UInt64? {
+            let since = number("StateChangeTimestamp"), now = Format.nowUSec()
+            return state == "running" && since > 0 && now >= since ? now - since : nil
+        }
+    }
+
+    func run() throws {
+        var code: Int32 = 0
+        try withClient(notRunning: ExitCodes.notRunning) { client in
+            let services = try client.listServices()
+            var selected: [(name: String, path: String)] = []
+            if names.isEmpty {
+                selected = services.map { ($0.name, $0.path) }
+            } else {
+                for name in names {
+                    if let s = services.first(where: { $0.name == name }) {
+                        selected.append((s.name, s.path))
+                    } else {
+                        printError("no service named \"\(name)\"")
+                        code = ExitCodes.noSuchService
+                    }
+                }
+            }
+            var rows: [Row] = []
+            for s in selected {
+                do {
+                    rows.append(Row(name: s.name, properties: try client.serviceProperties(path: s.path)))
+                } catch let e as BusError where e.name == BusError.unknownObject {
+                    continue // removed by a reload meanwhile
+                }
+            }
+            if json {
+                output(JSON.array(rows.map(Status.json)).text + "\n")
+            } else {
+                if names.isEmpty { output(try header(client, count: rows.count)) }
+                output(table(rows))
+            }
+            if code == 0, !names.isEmpty, rows.contains(where: { $0.state != "running" }) {
+                code = ExitCodes.notRunning
+            }
+        }
+        if code != 0 { throw ExitCode(code) }
+    }
+
+    /// "ringmasterd 0.1.0 running, 2 services from /home/u/.config/ringmaster/ringmaster.toml"
+    private func header(_ client: RingmasterClient, count: Int) throws -> String {
+        let version = try client.managerProperty("Version").string ?? "?"
+        let state = try client.managerProperty("State").string ?? "?"
+        let files = (try client.managerProperty("ConfigFiles").elements ?? []).compactMap(\.string)
+        var line = "ringmasterd \(version) \(Colour.state(state, state: state)), \(count) service\(count == 1 ? "" : "s")"
+        if let first = files.first {
+            line += " from \(first)" + (files.count > 1 ? " (+\(files.count - 1) conf.d)" : "")
+        }
+        return line + "\n"
+    }
+
+    private func table(_ rows: [Row]) -> String {
+        var t = Table(header: ["NAME", "STATE", "INSTANCES", "PIDS", "UPTIME", "CPU", "MEMORY", "RESTARTS"])
+        var notes: [String] = []
+        for row in rows {
+            let pids = row.pids.map(String.init)
+            let shown = pids.count > 6 ? pids.prefix(5).joined(separator: ",") + ",+\(pids.count - 5)" : pids.joined(separator: ",")
+            t.rows.append([
+                row.name, row.state, "\(row.number("Running"))/\(row.number("Instances"))",
+                shown.isEmpty ? "-" : shown,
+                row.uptime.map { Format.duration(usec: $0) } ?? "-",
+                Format.duration(usec: row.number("CPUUsageNSec") / 1_000),
+                Format.bytes(row.number("MemoryCurrent")),
+                String(row.number("Restarts")),
+            ])
+            let reason = row.string("FailureReason")
+            if row.state == "failed", !reason.isEmpty { notes.append("\(row.name): \(reason)") }
+        }
+        var out = t.render { r, c, padded in c == 1 ? Colour.state(padded, state: rows[r].state) : padded }
+        for note in notes { out += Colour.state(note, state: "failed") + "\n" }
+        return out
+    }
+
+    static func json(_ row: Row) -> JSON {
+        let exitCode = row.string("LastExitCode")
+        return .object([
+            ("name", .string(row.name)),
+            ("state", .string(row.state)),
+            ("instances", .uint(row.number("Instances"))),
+            ("running", .uint(row.number("Running"))),
+            ("pids", .array(row.pids.map { .uint($0) })),
+            ("uptime_usec", row.uptime.map { .uint($0) } ?? .null),
+            ("cpu_usage_nsec", .uint(row.number("CPUUsageNSec"))),
+            ("memory_current", .uint(row.number("MemoryCurrent"))),
+            ("restarts", .uint(row.number("Restarts"))),
+            ("last_exit_code", exitCode.isEmpty ? .null : .string(exitCode)),
+            ("last_exit_status", exitCode.isEmpty ? .null : .int(row.properties["LastExitStatus"]?.integer ?? 0)),
+            ("state_change_timestamp", .uint(row.number("StateChangeTimestamp"))),
+            ("failure_reason", row.string("FailureReason").isEmpty ? .null : .string(row.string("FailureReason"))),
+            ("status_text", row.string("StatusText").isEmpty ? .null : .string(row.string("StatusText"))),
+        ])
+    }
+}
