@@ -52,9 +52,8 @@ public struct ServiceMachine: Equatable, Sendable {
     public var pids: [Int32] { instances.compactMap(\.pid) }
     public var restarts: Int { instances.reduce(0) { $0 + $1.restarts } }
     public var failureReason: String? { instances.lazy.compactMap(\.failureReason).first }
-    public var lastExit: ExitStatus? {
-        instances.filter { $0.lastExit != nil }.max { $0.stateChangedAt < $1.stateChangedAt }?.lastExit
-    }
+    /// How the service's most recent process ended (kept when its instance is scaled away).
+    public private(set) var lastExit: ExitStatus? = nil
 
     /// Ready, for the services that are `after` this one and for the daemon's READY=1:
     /// every wanted instance running.
@@ -131,6 +130,11 @@ public struct ServiceMachine: Equatable, Sendable {
 
     public mutating func handle(_ event: InstanceEvent, instance index: Int, now: USec) -> [ServiceAction] {
         guard instances.indices.contains(index) else { return [] }
+        switch event {
+        case let .processExited(status): lastExit = status
+        case .spawnFailed: lastExit = .exited(127)
+        default: break
+        }
         let actions = feed(event, to: index, now: now)
         dropScaledAway()
         return actions

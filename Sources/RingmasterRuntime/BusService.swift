@@ -63,6 +63,9 @@ public final class BusService {
             previousState?(state)
             self?.emitPropertiesChanged(RingmasterBus.managerPath, RingmasterBus.managerInterface, ["State"])
         }
+        daemon.supervisor.onProcessEvent = { [weak self] slot, instance, event in
+            self?.processEvent(slot.name, instance, event)
+        }
         let previousReloaded = daemon.onReloaded
         daemon.onReloaded = { [weak self] ok, message in
             previousReloaded?(ok, message)
@@ -196,11 +199,8 @@ public final class BusService {
             let new = ServiceSnapshot(slot, self)
             next[id] = (slot, new)
             guard let old = snapshots[id]?.snapshot else {
-                // Added by a reload.
+                // Added by a reload (its ProcessStarted signals came from the process hook).
                 emit("ServiceStateChanged", [.string(slot.name), .string(new.state)])
-                for (instance, pid) in new.pids.sorted(by: { $0.key < $1.key }) {
-                    emit("ProcessStarted", [.string(slot.name), .uint32(UInt32(instance)), .uint32(UInt32(bitPattern: pid))])
-                }
                 continue
             }
             if slot.retiring && slot.onRemoved == nil {
@@ -239,15 +239,18 @@ public final class BusService {
     }
 
     /// The signals for what changed in one service since the last snapshot.
-    private func announce(_ name: String, from old: ServiceSnapshot, to new: ServiceSnapshot, hasObject: Bool) {
-        for (instance, pid) in old.pids.sorted(by: { $0.key < $1.key }) where new.pids[instance] != pid {
-            let exit = new.exits[instance] ?? nil
-            emit("ProcessExited", [.string(name), .uint32(UInt32(instance)), .uint32(UInt32(bitPattern: pid)),
-                                   .string(exit?.code.rawValue ?? "unknown"), .int32(exit?.status ?? 0)])
-        }
-        for (instance, pid) in new.pids.sorted(by: { $0.key < $1.key }) where old.pids[instance] != pid {
+    /// ProcessStarted / ProcessExited, straight from the supervisor as they happen.
+    private func processEvent(_ name: String, _ instance: Int, _ event: ProcessEvent) {
+        switch event {
+        case let .started(pid):
             emit("ProcessStarted", [.string(name), .uint32(UInt32(instance)), .uint32(UInt32(bitPattern: pid))])
+        case let .exited(pid, status):
+            emit("ProcessExited", [.string(name), .uint32(UInt32(instance)), .uint32(UInt32(bitPattern: pid)),
+                                   .string(status.code.rawValue), .int32(status.status)])
         }
+    }
+
+    private func announce(_ name: String, from old: ServiceSnapshot, to new: ServiceSnapshot, hasObject: Bool) {
         if hasObject {
             let changed = new.properties.keys.filter { new.properties[$0] != old.properties[$0] }.sorted()
             emitPropertiesChanged(BusService.path(of: name), RingmasterBus.serviceInterface, changed)
@@ -277,12 +280,9 @@ public final class BusService {
     }
 }
 
-/// What clients were last told about a service: the values of its emits-change properties
-/// and its instances' pids (for ProcessStarted/ProcessExited).
+/// What clients were last told about a service: the values of its emits-change properties.
 struct ServiceSnapshot: Equatable {
     var properties: [String: BusValue]
-    var pids: [Int: Int32]
-    var exits: [Int: ExitStatus?]
 
     var state: String { properties["State"]?.string ?? "" }
 
@@ -290,12 +290,6 @@ struct ServiceSnapshot: Equatable {
         properties = [:]
         for property in BusService.serviceProperties where property.change == .emitsChange {
             properties[property.name] = property.value(slot, service)
-        }
-        pids = [:]
-        exits = [:]
-        for instance in slot.machine.instances {
-            if let pid = instance.pid { pids[instance.index] = pid }
-            exits[instance.index] = instance.lastExit
         }
     }
 }

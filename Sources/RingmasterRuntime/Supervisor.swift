@@ -20,6 +20,9 @@ public final class Supervisor {
     private var onStopped: (() -> Void)?
     /// called after every change of state (STATUS=, D-Bus properties)
     public var onChange: (() -> Void)?
+    /// called as a process of an instance starts (exec'd) and as it ends, before the machine
+    /// hears of it — exact, even for an instance that a scale-down drops in the same step
+    public var onProcessEvent: ((_ slot: ServiceSlot, _ instance: Int, _ event: ProcessEvent) -> Void)?
     private var reconciling = false
     private var reconcileAgain = false
 
@@ -275,6 +278,7 @@ public final class Supervisor {
         }
         log.write(LogEvent(.info, "spawned", "\(label) started (pid \(child.pid))",
                            service: cfg.name, instance: index, pid: child.pid))
+        onProcessEvent?(slot, index, .started(pid: child.pid))
         return .spawned(pid: child.pid)
     }
 
@@ -297,6 +301,7 @@ public final class Supervisor {
                          service: slot.name, instance: index, pid: exit.pid)
         e.exit = .init(code: status.code.rawValue, status: status.status)
         log.write(e)
+        onProcessEvent?(slot, index, .exited(pid: exit.pid, status))
         handle(.processExited(status), instance: index, of: slot)
     }
 
@@ -329,4 +334,9 @@ func realtimeNow() -> USec {
     var ts = timespec()
     clock_gettime(CLOCK_REALTIME, &ts)
     return USec(ts.tv_sec) * USec.perSecond + USec(ts.tv_nsec) / 1000
+}
+
+public enum ProcessEvent: Equatable, Sendable {
+    case started(pid: Int32)
+    case exited(pid: Int32, ExitStatus)
 }

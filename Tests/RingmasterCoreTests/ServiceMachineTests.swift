@@ -93,4 +93,14 @@ final class ServiceMachineTests: XCTestCase {
         XCTAssertEqual(m.config.stopTimeout, 1)
         XCTAssertEqual(m.config.instances, 2)
     }
+
+    func testLastExitSurvivesAScaleDown() {
+        var m = ServiceMachine(config: config(instances: 2))
+        var pid: Int32 = 0
+        spawnAll(&m, m.start(now: 0), pid: &pid)
+        _ = m.scale(to: 1, now: 1)
+        _ = m.handle(.processExited(.killed(15)), instance: 1, now: 2)
+        XCTAssertEqual(m.instances.count, 1)
+        XCTAssertEqual(m.lastExit, .killed(15))
+    }
 }
