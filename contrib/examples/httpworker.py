@@ -44,6 +44,9 @@ def inherited_socket():
         os.environ.pop(name, None)
     sock = socket.socket(fileno=SD_LISTEN_FDS_START)
     os.set_inheritable(SD_LISTEN_FDS_START, False)
+    # Every instance's select() wakes for each new connection but only one accept() wins:
+    # a blocking accept() would leave the others stuck in it, deaf to SIGTERM.
+    sock.setblocking(False)
     return sock, (names[0] if names and names[0] else "unknown")
 
 
@@ -91,17 +94,19 @@ class Server(http.server.HTTPServer):
 def main():
     sock, name = inherited_socket()
     server = Server(sock)
-    # SIGTERM (the default stop-signal) ends serve_forever() cleanly.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # SIGTERM (the default stop-signal): finish the request in hand, accept no more, exit.
+    # (server.shutdown() from a signal handler would deadlock serve_forever(); stopping the
+    # loop through its own flag lets the current request complete first.)
+    def stop(*_):
+        server._BaseServer__shutdown_request = True
+    signal.signal(signal.SIGTERM, stop)
     print("httpworker pid={} instance={} serving socket \"{}\" on {}".format(
         os.getpid(), os.environ.get("RINGMASTER_INSTANCE", "-"), name, sock.getsockname()),
         flush=True)
     notify("READY=1\nSTATUS=accepting connections")
-    try:
-        server.serve_forever()
-    except SystemExit:
-        notify("STOPPING=1")
-        print("httpworker pid={} stopping".format(os.getpid()), flush=True)
+    server.serve_forever(poll_interval=0.1)
+    notify("STOPPING=1")
+    print("httpworker pid={} stopping".format(os.getpid()), flush=True)
 
 
 if __name__ == "__main__":
