@@ -20,7 +20,7 @@ public final class BusService {
     public let daemon: Daemon
     public var supervisor: Supervisor { daemon.supervisor }
     /// rolling restarts under way (RestartService)
-    public let rollingRestarts: RollingRestarts
+    var rollingRestarts: RollingRestarts { daemon.rollingRestarts }
 
     /// Who may call mutating methods: this euid and root.
     let ownerUID: uid_t = geteuid()
@@ -39,7 +39,6 @@ public final class BusService {
     public init(daemon: Daemon, bus: Bus) throws {
         self.bus = bus
         self.daemon = daemon
-        self.rollingRestarts = RollingRestarts(supervisor: daemon.supervisor)
         exported.append(try bus.addObject(path: RingmasterBus.managerPath, interface: managerInterface()))
         exported.append(try bus.addFallback(prefix: RingmasterBus.servicePathPrefix, interface: serviceInterface()) {
             [unowned self] path in self.slot(at: path) != nil
@@ -176,7 +175,6 @@ public final class BusService {
     /// applied has set every service's instances anew: rolling restarts under way stop
     /// (their extra instance is gone with the new count).
     private func reloaded(ok: Bool, message: String) {
-        if ok { rollingRestarts.cancelAll() }
         emit("Reloaded", [.bool(ok), .string(message)])
     }
 
@@ -185,7 +183,6 @@ public final class BusService {
     /// After every change of the supervisor: signals for processes and service states,
     /// PropertiesChanged for what differs from the last snapshot, objects added/removed.
     func supervisorChanged() {
-        rollingRestarts.supervisorChanged()
         if supervisor.config.files != configFiles {
             configFiles = supervisor.config.files
             emitPropertiesChanged(RingmasterBus.managerPath, RingmasterBus.managerInterface, ["ConfigFiles"])

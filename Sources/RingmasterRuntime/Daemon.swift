@@ -11,6 +11,8 @@ public final class Daemon {
     public let loop: EventLoop
     public let log: EventLog
     public let supervisor: Supervisor
+    /// rolling restarts under way (D-Bus RestartService, and changed services on reload)
+    public private(set) var rollingRestarts: RollingRestarts!
     public let configPath: String
     public private(set) var state: State = .starting
     /// the last reload's error, shown in STATUS= until a reload succeeds
@@ -33,6 +35,7 @@ public final class Daemon {
         self.inherited = inherited
         self.supervisor = Supervisor(config: config, loop: loop, log: log, environment: environment)
         supervisor.onChange = { [unowned self] in self.changed() }
+        rollingRestarts = RollingRestarts(supervisor: supervisor)
     }
 
     public func openSockets() throws {
@@ -97,7 +100,11 @@ public final class Daemon {
             return .failure(errors)
         }
         reloadError = nil
-        let summary = supervisor.apply(new, sockets: sockets)
+        // A restart under way is superseded: the new config sets every instance count.
+        rollingRestarts.cancelAll()
+        let summary = supervisor.apply(new, sockets: sockets) { [rollingRestarts] slot in
+            try? rollingRestarts?.restart(slot.name)
+        }
         log.info("reloaded", "reloaded \(configPath): \(summary)")
         onReloaded?(true, summary.description)
         return .success(summary)
@@ -165,6 +172,7 @@ public final class Daemon {
             message += "READY=1\n"
         }
         if !message.isEmpty { _ = SystemdNotify.send(message) }
+        rollingRestarts.supervisorChanged()
         onChange?()
     }
 

@@ -24,11 +24,14 @@ extension Supervisor {
     /// Applies a new, already validated config as a diff: new services start, removed ones stop
     /// (and are dropped once down), changed ones restart, an `instances`-only change just
     /// scales, and unchanged ones are not touched. `sockets` is the new name → fd map; a
-    /// service whose socket fd changed counts as changed.
-    public func apply(_ new: Config, sockets newSockets: [String: Int32]) -> ReloadSummary {
+    /// service whose socket fd changed counts as changed. `restart` restarts a changed service
+    /// that is up (the daemon passes a rolling restart); by default every instance at once.
+    public func apply(_ new: Config, sockets newSockets: [String: Int32],
+                      restart: ((ServiceSlot) -> Void)? = nil) -> ReloadSummary {
         var summary = ReloadSummary()
         let oldSockets = sockets
         var next: [ServiceSlot] = []
+        var toRestart: [ServiceSlot] = []
 
         for service in new.services {
             guard let slot = slot(named: service.name), !slot.retiring else {
@@ -54,7 +57,7 @@ extension Supervisor {
             } else {
                 perform(slot.machine.update(config: service, now: now), on: slot)
                 if slot.machine.wanted {
-                    perform(slot.machine.restart(now: now), on: slot)
+                    toRestart.append(slot)
                 } else if service.autostart && !isShuttingDown {
                     slot.pendingStart = true
                 }
@@ -72,6 +75,9 @@ extension Supervisor {
         next += allSlots.filter { slot in slot.retiring && !next.contains { $0 === slot } }
         replaceSlots(next)
         replaceConfig(new, sockets: newSockets)
+        for slot in toRestart {
+            if let restart { restart(slot) } else { restartAllInstances(of: slot) }
+        }
         reconcile()
         return summary
     }
