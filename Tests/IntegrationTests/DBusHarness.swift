@@ -176,9 +176,11 @@ final class EventFollower {
         process.arguments = Array(argv.dropFirst())
         if let environment { process.environment = environment }
         process.standardInput = FileHandle.nullDevice
-        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        let out = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        process.standardOutput = out
         process.standardError = FileHandle.nullDevice
         try process.run()
+        try? out.close()
     }
 
     deinit {

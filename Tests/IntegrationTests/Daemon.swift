@@ -58,6 +58,7 @@ final class Daemon {
             p.standardOutput = err
             p.standardError = err
             try p.run()
+            try? err.close()
             process = p
             unit = nil
             pid = p.processIdentifier

@@ -121,9 +121,13 @@ func runCommand(_ argv: [String], environment: [String: String]? = nil, timeout:
     p.arguments = argv[0].hasPrefix("/") ? Array(argv.dropFirst()) : argv
     if let environment { p.environment = environment }
     p.standardInput = FileHandle.nullDevice
-    p.standardOutput = try FileHandle(forWritingTo: out)
-    p.standardError = try FileHandle(forWritingTo: err)
+    let outHandle = try FileHandle(forWritingTo: out), errHandle = try FileHandle(forWritingTo: err)
+    p.standardOutput = outHandle
+    p.standardError = errHandle
     try p.run()
+    // The child has its own copies now; Foundation would keep ours open (fds leak per call).
+    try? outHandle.close()
+    try? errHandle.close()
     if !waitUntil(timeout: timeout, poll: 0.005, { !p.isRunning }) {
         kill(p.processIdentifier, SIGKILL)
         p.waitUntilExit()

@@ -4,6 +4,15 @@ import Foundation
 import XCTest
 
 final class SessionTests: IntegrationTestCase {
+    /// The harness itself must not leak fds: hundreds of commands run in one test process.
+    func testRunningCommandsLeaksNoFileDescriptor() throws {
+        func openFDs() -> Int { (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? -1 }
+        try runCommand(["true"])
+        let before = openFDs()
+        for _ in 0..<20 { try runCommand(["true"]) }
+        XCTAssertEqual(openFDs(), before)
+    }
+
     func testUserManagerIsRunning() throws {
         let r = try runCommand(["systemctl", "--user", "is-system-running"])
         let state = r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
