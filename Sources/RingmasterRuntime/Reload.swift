@@ -74,6 +74,7 @@ extension Supervisor {
         // Retiring services keep their slot until their processes are gone.
         next += allSlots.filter { slot in slot.retiring && !next.contains { $0 === slot } }
         replaceSlots(next)
+        for slot in allSlots { markChanged(slot) }
         replaceConfig(new, sockets: newSockets)
         for slot in toRestart {
             if let restart { restart(slot) } else { restartAllInstances(of: slot) }

@@ -23,6 +23,8 @@ public final class Supervisor {
     /// called as a process of an instance starts (exec'd) and as it ends, before the machine
     /// hears of it — exact, even for an instance that a scale-down drops in the same step
     public var onProcessEvent: ((_ slot: ServiceSlot, _ instance: Int, _ event: ProcessEvent) -> Void)?
+    /// services that changed since the last `takeChangedSlots()` (the D-Bus layer diffs only these)
+    private var changedSlots: [ObjectIdentifier: ServiceSlot] = [:]
     private var reconciling = false
     private var reconcileAgain = false
 
@@ -39,6 +41,14 @@ public final class Supervisor {
     deinit { for fd in sockets.values { close(fd) } }
 
     public var now: USec { loop.now }
+
+    func markChanged(_ slot: ServiceSlot) { changedSlots[ObjectIdentifier(slot)] = slot }
+
+    /// The services whose state, processes or settings changed since the last call.
+    public func takeChangedSlots() -> [ServiceSlot] {
+        defer { changedSlots.removeAll(keepingCapacity: true) }
+        return Array(changedSlots.values)
+    }
 
     // MARK: - sockets
 
@@ -90,7 +100,11 @@ public final class Supervisor {
 
     func replaceSlots(_ new: [ServiceSlot]) { slots = new }
 
+    /// counts reloads applied and services removed: the set of services may have changed
+    public private(set) var generation = 0
+
     func replaceConfig(_ new: Config, sockets new_: [String: Int32]) {
+        generation += 1
         config = new
         sockets = new_
     }
@@ -144,6 +158,7 @@ public final class Supervisor {
                     slot.onRemoved?()
                 }
                 slots.removeAll { $0.retiring && !$0.pendingStop && $0.machine.isDown }
+                generation += 1
             }
             for slot in slots { noteServiceState(slot) }
             if progressed { reconcileAgain = true }
@@ -158,6 +173,7 @@ public final class Supervisor {
     private func noteServiceState(_ slot: ServiceSlot) {
         let state = slot.machine.state
         guard state != slot.loggedState else { return }
+        markChanged(slot)
         let old = slot.loggedState
         slot.loggedState = state
         slot.stateChangedRealtime = realtimeNow()
@@ -176,6 +192,7 @@ public final class Supervisor {
     }
 
     func perform(_ actions: [ServiceAction], on slot: ServiceSlot) {
+        if !actions.isEmpty { markChanged(slot) }
         for a in actions {
             let process = slot.process(a.instance)
             let label = "\(slot.name).\(a.instance)"
@@ -313,6 +330,7 @@ public final class Supervisor {
                     handle(.readyNotified, instance: index, of: slot)
                 } else if line.hasPrefix("STATUS=") {
                     slot.processes[index]?.status = String(line.dropFirst(7))
+                    markChanged(slot)
                     onChange?()
                 }
             }
