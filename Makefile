@@ -63,3 +63,5 @@ integration-test: build-debug
 
 clean:
 	rm -rf $(SCRATCH)
+
+include mk/install.mk

@@ -1,0 +1,59 @@
+// `systemctl --user reload ringmaster` (ExecReload= sends SIGHUP): a valid config is applied
+// as a diff that leaves the untouched services' processes alone; an invalid one changes
+// nothing and says why in STATUS=.
+import Foundation
+import Glibc
+import XCTest
+
+final class SystemdReloadTests: SystemdUnitTestCase {
+    private func sleeper(_ svc: String, instances: Int) -> String {
+        """
+        [services.\(svc)]
+        command = ["sleep", "1000"]
+        instances = \(instances)
+        """
+    }
+
+    func testReloadAddsAServiceWithoutTouchingTheOthers() throws {
+        let a = service("a"), b = service("b")
+        let unit = try installUnits(sleeper(a, instances: 2))
+        try unit.systemctl("start", RingmasterUnit.service)
+        let daemon = try unit.requireActive()
+        let before = try requireUnitInstances(2, of: a, daemonPID: daemon).mapValues(\.pid)
+
+        try writeConfig(sleeper(a, instances: 2) + "\n\n" + sleeper(b, instances: 1))
+        try unit.systemctl("reload", RingmasterUnit.service)
+        _ = try requireUnitInstances(1, of: b, daemonPID: daemon)
+        try require("StatusText \"2 running\"") { unit.statusText == "2 running" }
+        XCTAssertEqual(unitInstances(of: a, daemonPID: daemon).mapValues(\.pid), before, "\(a) was touched by the reload")
+        XCTAssertEqual(unit.mainPID, daemon)
+        try require("back to active after RELOADING=1/READY=1") { unit.activeState == "active" }
+    }
+
+    func testInvalidReloadChangesNothingAndSaysWhyInStatus() throws {
+        let a = service("a")
+        let unit = try installUnits(sleeper(a, instances: 2))
+        try unit.systemctl("start", RingmasterUnit.service)
+        let daemon = try unit.requireActive()
+        let before = try requireUnitInstances(2, of: a, daemonPID: daemon).mapValues(\.pid)
+
+        try writeConfig(sleeper(a, instances: 3) + "\nbogus-key = 1\n")
+        try unit.systemctl("reload", RingmasterUnit.service)
+        let status = try require("a reload error in StatusText", timeout: 10) {
+            let s = unit.statusText
+            return s.hasPrefix("reload failed") ? s : nil
+        }
+        XCTAssertTrue(status.contains("bogus-key"), status)
+        XCTAssertTrue(status.hasSuffix("; 1 running"), status)
+        try require("back to active") { unit.activeState == "active" }
+        XCTAssertEqual(unitInstances(of: a, daemonPID: daemon).mapValues(\.pid), before, "an invalid reload changed \(a)")
+        XCTAssertEqual(unit.mainPID, daemon)
+
+        // Fixed: the next reload applies it and the error leaves STATUS=.
+        try writeConfig(sleeper(a, instances: 3))
+        try unit.systemctl("reload", RingmasterUnit.service)
+        let after = try requireUnitInstances(3, of: a, daemonPID: daemon).mapValues(\.pid)
+        XCTAssertEqual(after.filter { $0.key < 2 }, before, "scaling up keeps instances 0 and 1")
+        try require("StatusText \"1 running\"") { unit.statusText == "1 running" }
+    }
+}
