@@ -24,22 +24,27 @@ public final class Daemon {
     public var onReloaded: ((_ ok: Bool, _ message: String) -> Void)?
     /// extra observers of supervisor changes (the D-Bus layer)
     public var onChange: (() -> Void)?
-    /// name → fd of what systemd passed us and no socket has taken yet
-    private var inherited: [String: Int32]
+    /// what systemd passed at start (socket units' fds, fd-store fds), until openSockets()
+    private var passed: [(fd: Int32, name: String)]
+    /// the listening sockets and where each came from (activation, fd store, bound)
+    private var socketSet = SocketSet()
 
     public init(configPath: String, config: Config, loop: EventLoop, log: EventLog,
-                environment: ChildEnvironment, inherited: [String: Int32]) {
+                environment: ChildEnvironment, passed: [(fd: Int32, name: String)]) {
         self.configPath = configPath
         self.loop = loop
         self.log = log
-        self.inherited = inherited
+        self.passed = passed
         self.supervisor = Supervisor(config: config, loop: loop, log: log, environment: environment)
         supervisor.onChange = { [unowned self] in self.changed() }
         rollingRestarts = RollingRestarts(supervisor: supervisor)
     }
 
+    /// Takes the sockets systemd passed, takes back the fd store's, binds (and stores) the rest.
     public func openSockets() throws {
-        try supervisor.openSockets(inherited: inherited)
+        socketSet = try SocketSet.open(supervisor.config.sockets, passed: passed) { [log] in log.info("sockets", $0) }
+        passed = []
+        supervisor.sockets = socketSet.fds
     }
 
     /// Starts the autostart services and the watchdog.
@@ -110,43 +115,11 @@ public final class Daemon {
         return .success(summary)
     }
 
-    /// Keeps the fds of sockets whose config did not change, opens new ones (all or nothing),
-    /// and closes those no longer configured.
+    /// Keeps the fds of sockets whose config did not change, binds (and stores) new ones (all
+    /// or nothing), and drops those no longer configured (FDSTOREREMOVE, close).
     private func reopenSockets(for new: Config) throws -> [String: Int32] {
-        let old = supervisor.config
-        var result: [String: Int32] = [:]
-        var opened: [Int32] = []
-        do {
-            for socket in new.sockets {
-                if old.socket(named: socket.name) == socket, let fd = supervisor.sockets[socket.name] {
-                    result[socket.name] = fd
-                    continue
-                }
-                switch socket.source {
-                case let .listen(address):
-                    let fd = try bindListenSocket(address)
-                    opened.append(fd)
-                    result[socket.name] = fd
-                case let .systemd(name):
-                    if let fd = inherited[name] ?? supervisor.sockets.first(where: { key, _ in
-                        old.socket(named: key)?.source == .systemd(name: name) })?.value {
-                        result[socket.name] = fd
-                    } else {
-                        throw RuntimeError("socket \(socket.name): systemd passed no socket named \"\(name)\"")
-                    }
-                }
-            }
-        } catch {
-            for fd in opened { close(fd) }
-            throw error
-        }
-        let kept = Set(result.values)
-        for (name, fd) in supervisor.sockets where !kept.contains(fd) {
-            // Services on a replaced socket restart with the new one; the old fd goes now.
-            if case .systemd? = old.socket(named: name)?.source { continue }
-            close(fd)
-        }
-        return result
+        _ = try socketSet.reload(to: new.sockets) { [log] in log.info("sockets", $0) }
+        return socketSet.fds
     }
 
     private func setState(_ new: State) {

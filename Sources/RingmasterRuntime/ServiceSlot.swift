@@ -45,6 +45,8 @@ final class InstanceProcess {
     var pid: Int32?
     /// the process group to signal; outlives `pid` until leftovers are killed
     var pgid: Int32?
+    /// its own cgroup when delegated; outlives `pid` like `pgid`
+    var cgroup: InstanceCgroup?
     var child: EventSource?
     var notify: NotifySocket?
     var notifySource: EventSource?

@@ -11,8 +11,10 @@ public final class Supervisor {
     public private(set) var config: Config
     let spawner: Spawner
     let environment: ChildEnvironment
-    /// bound or inherited listening sockets, by config name
+    /// the listening sockets by config name (owned by the Daemon's SocketSet)
     var sockets: [String: Int32] = [:]
+    /// the delegated cgroup subtree (CgroupTree.takeOver()), or nil: process groups only
+    public var cgroups: CgroupTree?
     private(set) var slots: [ServiceSlot] = []
     var consoleOutputs: [ObjectIdentifier: ConsoleOutput] = [:]
     private(set) var shuttingDown = false
@@ -38,7 +40,6 @@ public final class Supervisor {
         self.slots = config.services.map { ServiceSlot(config: $0) }
     }
 
-    deinit { for fd in sockets.values { close(fd) } }
 
     public var now: USec { loop.now }
 
@@ -48,28 +49,6 @@ public final class Supervisor {
     public func takeChangedSlots() -> [ServiceSlot] {
         defer { changedSlots.removeAll(keepingCapacity: true) }
         return Array(changedSlots.values)
-    }
-
-    // MARK: - sockets
-
-    /// Binds every `listen` socket and takes every `systemd` one from `inherited` (name → fd).
-    /// Throws one error listing every socket that could not be had.
-    public func openSockets(inherited: [String: Int32]) throws {
-        var problems: [String] = []
-        for socket in config.sockets {
-            switch socket.source {
-            case let .listen(address):
-                do { sockets[socket.name] = try bindListenSocket(address) }
-                catch { problems.append("socket \(socket.name): \(error)") }
-            case let .systemd(name):
-                if let fd = inherited[name] { sockets[socket.name] = fd }
-                else {
-                    let passed = inherited.keys.sorted().joined(separator: ", ")
-                    problems.append("socket \(socket.name): systemd passed no socket named \"\(name)\" (passed: \(passed.isEmpty ? "none" : passed))")
-                }
-            }
-        }
-        if !problems.isEmpty { throw RuntimeError(problems.joined(separator: "\n")) }
     }
 
     // MARK: - commands
@@ -156,6 +135,7 @@ public final class Supervisor {
                     noteServiceState(slot)
                     log.info("removed", "\(slot.name): removed", service: slot.name)
                     slot.onRemoved?()
+                    cgroups?.removeService(slot.name)
                 }
                 slots.removeAll { $0.retiring && !$0.pendingStop && $0.machine.isDown }
                 generation += 1
@@ -206,7 +186,12 @@ public final class Supervisor {
                 // (sd-event reaps a child only after our exit handler returns, so the group still
                 // exists here at least as the zombie leader: no pid reuse race.)
                 if let pgid = process.pgid { _ = kill(-pgid, SIGKILL) }
-                if process.pid == nil { process.pgid = nil }
+                process.cgroup?.kill()   // the whole cgroup: setsid() grandchildren too
+                if process.pid == nil {
+                    process.pgid = nil
+                    if let cgroup = process.cgroup { cgroups?.removeWhenEmpty(cgroup, loop: loop) }
+                    process.cgroup = nil
+                }
             case let .armTimer(timer, deadline):
                 do {
                     process.timers[timer] = try loop.timer(at: deadline) { [weak self, unowned slot] in
@@ -255,6 +240,15 @@ public final class Supervisor {
         request.extraFDs = cfg.sockets.compactMap { sockets[$0] }
         request.environment = environment.forChild(service: cfg, instance: index, notifySocket: notify.address)
         request.workingDirectory = environment.workingDirectory(for: cfg)
+        if let cgroups {
+            do {
+                let cgroup = try cgroups.instance(service: cfg.name, index: index)
+                process.cgroup = cgroup
+                request.cgroupFD = cgroup.fd
+            } catch {
+                return spawnFailed(label, slot: slot, index: index, reason: "cgroup: \(error)")
+            }
+        }
 
         var writeEnd: Int32 = -1
         switch log.target {

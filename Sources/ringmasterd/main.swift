@@ -107,15 +107,25 @@ if options.configPath == nil && access(configPath, F_OK) != 0 {
 let loop: EventLoop
 do { loop = try EventLoop() } catch { fail("\(error)") }
 
-var inherited: [String: Int32] = [:]
-for fd in SystemdNotify.listenFDs() { inherited[fd.name] = fd.fd }
+// Socket units' fds and the fd store's, read once (and removed from the environment).
+let passed = SystemdNotify.listenFDs()
 
 let childEnvironment: ChildEnvironment
 do { childEnvironment = try ChildEnvironment(configDirectory: directory(of: configPath)) } catch { fail("\(error)") }
 
 let daemon = Daemon(configPath: configPath, config: config, loop: loop, log: log,
-                    environment: childEnvironment, inherited: inherited)
+                    environment: childEnvironment, passed: passed)
 do { try daemon.openSockets() } catch { fail("\(error)") }
+
+// Delegate=yes: ringmasterd moves into <own cgroup>/supervisor, every instance gets its own.
+switch CgroupTree.takeOver() {
+case let .success(tree):
+    daemon.supervisor.cgroups = tree
+    log.info("cgroup", "delegated cgroup \(tree.path): one sub-cgroup per instance"
+             + (tree.controllers.isEmpty ? "" : " (controllers: \(tree.controllers.joined(separator: " ")))"))
+case let .failure(why):
+    log.info("cgroup", "cgroup not delegated (\(why)): instances are tracked by process group")
+}
 
 var signalSources: [EventSource] = []
 do {
