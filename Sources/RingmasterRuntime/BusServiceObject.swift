@@ -39,11 +39,13 @@ extension BusService {
         ServiceProperty(name: "StateChangeTimestamp", signature: "t", change: .emitsChange) { slot, _ in
             .uint64(slot.stateChangedRealtime)
         },
-        ServiceProperty(name: "CPUUsageNSec", signature: "t", change: .unannounced) { slot, _ in
-            .uint64(slot.metrics.cpuNSec)
+        // From the service's cgroup where it is delegated (every process, setsid ones included,
+        // and the CPU time of instances that ended); else summed from /proc over its process groups.
+        ServiceProperty(name: "CPUUsageNSec", signature: "t", change: .unannounced) { slot, service in
+            .uint64(service.supervisor.cgroups?.cpuUsageNSec(service: slot.name) ?? slot.metrics.cpuNSec)
         },
-        ServiceProperty(name: "MemoryCurrent", signature: "t", change: .unannounced) { slot, _ in
-            .uint64(slot.metrics.memoryBytes)
+        ServiceProperty(name: "MemoryCurrent", signature: "t", change: .unannounced) { slot, service in
+            .uint64(service.supervisor.cgroups?.memoryCurrent(service: slot.name) ?? slot.metrics.memoryBytes)
         },
         // Extensions beyond SPEC.md's minimum (docs/dbus.md):
         ServiceProperty(name: "FailureReason", signature: "s", change: .emitsChange) { slot, _ in
