@@ -64,7 +64,8 @@ struct Status: ParsableCommand {
                 output(JSON.array(rows.map(Status.json)).text + "\n")
             } else {
                 if names.isEmpty { output(try header(client, count: rows.count)) }
-                output(table(rows))
+                // Only unknown names asked for: the error lines say it all, no empty table.
+                if !rows.isEmpty || names.isEmpty { output(table(rows)) }
             }
             if code == 0, !names.isEmpty, rows.contains(where: { $0.state != "running" }) {
                 code = ExitCodes.notRunning
