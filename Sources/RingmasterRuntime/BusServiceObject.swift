@@ -42,10 +42,10 @@ extension BusService {
         // From the service's cgroup where it is delegated (every process, setsid ones included,
         // and the CPU time of instances that ended); else summed from /proc over its process groups.
         ServiceProperty(name: "CPUUsageNSec", signature: "t", change: .unannounced) { slot, service in
-            .uint64(service.supervisor.cgroups?.cpuUsageNSec(service: slot.name) ?? slot.metrics.cpuNSec)
+            .uint64(service.supervisor.cgroups?.cpuUsageNSec(service: slot.name) ?? slot.metrics(service.supervisor).cpuNSec)
         },
         ServiceProperty(name: "MemoryCurrent", signature: "t", change: .unannounced) { slot, service in
-            .uint64(service.supervisor.cgroups?.memoryCurrent(service: slot.name) ?? slot.metrics.memoryBytes)
+            .uint64(service.supervisor.cgroups?.memoryCurrent(service: slot.name) ?? slot.metrics(service.supervisor).memoryBytes)
         },
         // Extensions beyond SPEC.md's minimum (docs/dbus.md):
         ServiceProperty(name: "FailureReason", signature: "s", change: .emitsChange) { slot, _ in
@@ -98,8 +98,19 @@ extension BusService {
 }
 
 extension ServiceSlot {
-    /// CPU time and memory of the service's process groups, from /proc.
-    var metrics: ProcessMetrics {
-        ProcessMetrics.of(processGroups: Set(processes.values.compactMap(\.pgid)))
+    /// CPU time and memory of the service's processes, from /proc: measured once per loop
+    /// iteration (a GetAll asks for both properties; one walk answers both).
+    func metrics(_ supervisor: Supervisor) -> ProcessMetrics {
+        let now = supervisor.now
+        if let cached = metricsCache, cached.at == now { return cached.value }
+        let value: ProcessMetrics
+        let cgroups = processes.values.compactMap(\.cgroup)
+        if supervisor.cgroups != nil, !cgroups.isEmpty {
+            value = ProcessMetrics.of(pids: cgroups.flatMap(\.pids), descendants: false)
+        } else {
+            value = ProcessMetrics.of(pids: processes.values.compactMap(\.pid), descendants: true)
+        }
+        metricsCache = (now, value)
+        return value
     }
 }

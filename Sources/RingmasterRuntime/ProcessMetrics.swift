@@ -1,12 +1,12 @@
 import Glibc
 
-/// CPU time and memory of the processes in a set of process groups, summed from /proc.
-/// (With delegated cgroups the instance cgroups' cpu.stat and memory.current would be
-/// exact; until then a process group is what an instance owns.)
+/// CPU time and memory of a set of processes, summed from /proc: an instance's main process
+/// and its descendants, or (delegated) exactly the pids in its cgroup. Memory is RSS, so pages
+/// shared between forked workers count once per process (as `ps` shows them); with the memory
+/// controller delegated, the D-Bus layer reads the cgroup's exact memory.current instead.
 ///
 /// CPU: utime+stime of every live member, plus cutime+cstime (children it has reaped),
-/// so work done by short-lived helpers counts. Memory: PSS from smaps_rollup (shared pages
-/// split between sharers, so forked workers are not counted N times), else RSS.
+/// so work done by short-lived helpers counts.
 public struct ProcessMetrics: Equatable, Sendable {
     public var cpuNSec: UInt64 = 0
     public var memoryBytes: UInt64 = 0
@@ -16,30 +16,42 @@ public struct ProcessMetrics: Equatable, Sendable {
         self.memoryBytes = memoryBytes
     }
 
-    /// One pass over /proc.
-    public static func of(processGroups groups: Set<Int32>) -> ProcessMetrics {
+    /// The given processes and, with `descendants`, everything below them (from
+    /// /proc/PID/task/TID/children): a few reads per process, not a scan of all of /proc.
+    public static func of(pids roots: [Int32], descendants: Bool) -> ProcessMetrics {
         var total = ProcessMetrics()
-        guard !groups.isEmpty, let dir = opendir("/proc") else { return total }
-        defer { closedir(dir) }
+        var seen = Set<Int32>()
+        var queue = roots
         let ticks = UInt64(max(sysconf(Int32(_SC_CLK_TCK)), 1))
         let pageSize = UInt64(max(sysconf(Int32(_SC_PAGESIZE)), 1))
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-            }
-            guard let pid = Int32(name), pid > 0, let stat = readSmallFile("/proc/\(pid)/stat"),
-                  let fields = statFields(stat), fields.count > 21,
-                  let pgrp = Int32(fields[2]), groups.contains(pgrp) else { continue }
+        while let pid = queue.popLast() {
+            guard pid > 0, seen.insert(pid).inserted, seen.count <= 65_536,
+                  let stat = readSmallFile("/proc/\(pid)/stat"),
+                  let fields = statFields(stat), fields.count > 21 else { continue }
             // fields[0] is field 3 of proc(5) ("state"): field n is fields[n - 3].
             let cpuTicks = [11, 12, 13, 14].reduce(UInt64(0)) { $0 &+ (UInt64(fields[$1]) ?? 0) }
             total.cpuNSec &+= cpuTicks &* (1_000_000_000 / ticks)
-            if let pss = proportionalSetSize(pid) {
-                total.memoryBytes &+= pss
-            } else {
-                total.memoryBytes &+= (UInt64(fields[21]) ?? 0) &* pageSize
-            }
+            // RSS (field 24): one read we already did. PSS (smaps_rollup) would split shared
+            // pages fairly but walks every page table: ~150 µs a process, on every status call.
+            total.memoryBytes &+= (UInt64(fields[21]) ?? 0) &* pageSize
+            if descendants { queue += children(of: pid) }
         }
         return total
+    }
+
+    /// The children of every thread of `pid`.
+    static func children(of pid: Int32) -> [Int32] {
+        guard let dir = opendir("/proc/\(pid)/task") else { return [] }
+        defer { closedir(dir) }
+        var result: [Int32] = []
+        while let entry = readdir(dir) {
+            let tid = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            guard Int32(tid) != nil, let text = readSmallFile("/proc/\(pid)/task/\(tid)/children", limit: 65_536) else { continue }
+            result += text.split(separator: " ").compactMap { Int32($0.trimmingSuffix()) }
+        }
+        return result
     }
 
     /// The fields after "pid (comm)": comm may hold spaces and parentheses, so split after
@@ -49,15 +61,6 @@ public struct ProcessMetrics: Equatable, Sendable {
         return stat[stat.index(after: close)...].split(separator: " ")
     }
 
-    /// "Pss:  1234 kB" from /proc/PID/smaps_rollup, in bytes.
-    private static func proportionalSetSize(_ pid: Int32) -> UInt64? {
-        guard let text = readSmallFile("/proc/\(pid)/smaps_rollup", limit: 4096) else { return nil }
-        for line in text.split(separator: "\n") where line.hasPrefix("Pss:") {
-            let parts = line.split(separator: " ")
-            if parts.count >= 2, let kb = UInt64(parts[1]) { return kb * 1024 }
-        }
-        return nil
-    }
 }
 
 /// The start of a small file (a /proc entry), or nil if it cannot be read.
@@ -74,4 +77,12 @@ func readSmallFile(_ path: String, limit: Int = 1024) -> String? {
         count += n
     }
     return String(decoding: buffer[..<count], as: UTF8.self)
+}
+
+private extension Substring {
+    func trimmingSuffix() -> Substring {
+        var s = self
+        while let last = s.last, last == "\n" || last == " " { s = s.dropLast() }
+        return s
+    }
 }

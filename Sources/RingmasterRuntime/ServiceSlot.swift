@@ -14,6 +14,8 @@ public final class ServiceSlot {
     var retiring = false
     var processes: [Int: InstanceProcess] = [:]
     var loggedState: ServiceState = .stopped
+    /// ProcessMetrics as of one loop iteration (`loop.now`)
+    var metricsCache: (at: UInt64, value: ProcessMetrics)?
     public internal(set) var stateChangedRealtime: USec = realtimeNow()
     /// for the D-Bus layer
     public var onStateChange: ((ServiceState) -> Void)?

@@ -77,6 +77,12 @@ struct RingmasterClient {
                                  interface: RingmasterBus.serviceInterface, timeout: Self.timeout)
     }
 
+    /// Every property of the Manager, in one round trip.
+    func managerProperties() throws -> [String: BusValue] {
+        try bus.getAllProperties(destination: RingmasterBus.name, path: RingmasterBus.managerPath,
+                                 interface: RingmasterBus.managerInterface, timeout: Self.timeout)
+    }
+
     func managerProperty(_ name: String) throws -> BusValue {
         try bus.getProperty(destination: RingmasterBus.name, path: RingmasterBus.managerPath,
                             interface: RingmasterBus.managerInterface, name: name, timeout: Self.timeout)

@@ -76,9 +76,10 @@ struct Status: ParsableCommand {
 
     /// "ringmasterd 0.1.0 running, 2 services from /home/u/.config/ringmaster/ringmaster.toml"
     private func header(_ client: RingmasterClient, count: Int) throws -> String {
-        let version = try client.managerProperty("Version").string ?? "?"
-        let state = try client.managerProperty("State").string ?? "?"
-        let files = (try client.managerProperty("ConfigFiles").elements ?? []).compactMap(\.string)
+        let manager = try client.managerProperties()
+        let version = manager["Version"]?.string ?? "?"
+        let state = manager["State"]?.string ?? "?"
+        let files = (manager["ConfigFiles"]?.elements ?? []).compactMap(\.string)
         var line = "ringmasterd \(version) \(Colour.state(state, state: state)), \(count) service\(count == 1 ? "" : "s")"
         if let first = files.first {
             line += " from \(first)" + (files.count > 1 ? " (+\(files.count - 1) conf.d)" : "")

@@ -1,0 +1,36 @@
+import Glibc
+import XCTest
+@testable import RingmasterRuntime
+
+final class ProcessMetricsTests: XCTestCase {
+    /// A shell with two sleeping children: with descendants, three processes are measured.
+    func testDescendantsAreFoundFromTheMainProcess() throws {
+        let parent = try PosixSpawner().spawn(sh("sleep 30 & sleep 30 & echo started; wait"))
+        defer {
+            _ = kill(-parent.pid, SIGKILL)
+            var info = siginfo_t()
+            _ = waitid(P_PID, id_t(parent.pid), &info, WEXITED)
+            close(parent.pidfd)
+        }
+        var children: [Int32] = []
+        let deadline = monotonicNow() + 5_000_000
+        while children.count < 2 && monotonicNow() < deadline {
+            children = ProcessMetrics.children(of: parent.pid)
+            if children.count < 2 { _ = poll(nil, 0, 10) }
+        }
+        XCTAssertEqual(children.count, 2, "the two sleeps")
+        let alone = ProcessMetrics.of(pids: [parent.pid], descendants: false)
+        let all = ProcessMetrics.of(pids: [parent.pid], descendants: true)
+        let each = children.map { ProcessMetrics.of(pids: [$0], descendants: false).memoryBytes }
+        // (RSS moves a little between reads: compare with a margin.)
+        XCTAssertGreaterThan(alone.memoryBytes, 0)
+        XCTAssertGreaterThan(all.memoryBytes, (alone.memoryBytes + each.reduce(0, +)) * 9 / 10)
+        XCTAssertLessThan(all.memoryBytes, (alone.memoryBytes + each.reduce(0, +)) * 11 / 10)
+        let twice = ProcessMetrics.of(pids: [parent.pid, parent.pid], descendants: false)
+        XCTAssertLessThan(twice.memoryBytes, alone.memoryBytes * 3 / 2, "a pid counts once")
+    }
+
+    func testGoneProcessesCountNothing() {
+        XCTAssertEqual(ProcessMetrics.of(pids: [Int32.max - 1], descendants: true), ProcessMetrics())
+    }
+}
