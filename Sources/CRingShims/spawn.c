@@ -371,6 +371,17 @@ static _Noreturn void child_main(const struct ring_spawn_request *req, int repor
         *p = '\0';
     }
 
+    /* The daemon's raised fd limit is not the child's: give back the usual soft limit. Only
+     * now, with the daemon's (high-numbered) fds closed: the fd shuffle above may need
+     * numbers beyond it. (A plain syscall; never fails for a soft limit below the hard one.) */
+    if (req->nofile_soft > 0) {
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && req->nofile_soft < rl.rlim_cur) {
+            rl.rlim_cur = req->nofile_soft;
+            (void)setrlimit(RLIMIT_NOFILE, &rl);
+        }
+    }
+
     /* 9. An empty signal mask for the new program, whatever the daemon blocked. */
     sigset_t none;
     sigemptyset(&none);

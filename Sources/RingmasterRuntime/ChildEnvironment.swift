@@ -10,6 +10,8 @@ public struct ChildEnvironment {
     /// relative `working-directory` and the default one: the main config file's directory
     public var configDirectory: String
     public let devNull: Int32
+    /// the soft RLIMIT_NOFILE children get back, when the daemon raised its own
+    public var nofileSoftLimit: UInt64?
 
     static let daemonOnly: Set<String> = [
         "NOTIFY_SOCKET", "WATCHDOG_PID", "WATCHDOG_USEC", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES",
@@ -31,6 +33,18 @@ public struct ChildEnvironment {
         let fd = open("/dev/null", O_RDWR | O_CLOEXEC)
         guard fd >= 0 else { throw RuntimeError("open /dev/null", errno: errno) }
         self.devNull = fd
+        self.nofileSoftLimit = nil
+    }
+
+    /// Raises the daemon's soft fd limit to its hard limit (every instance costs the daemon a
+    /// pidfd and a notify socket: 1000 instances would not fit the usual 1024) and remembers the
+    /// old soft limit for the children, as systemd does for itself.
+    public mutating func raiseFileLimit() {
+        var rl = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &rl) == 0, rl.rlim_cur < rl.rlim_max else { return }
+        let soft = rl.rlim_cur
+        rl.rlim_cur = rl.rlim_max
+        if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &rl) == 0 { nofileSoftLimit = UInt64(soft) }
     }
 
     public func forChild(service: ServiceConfig, instance: Int, notifySocket: String) -> [String] {

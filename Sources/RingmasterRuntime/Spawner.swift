@@ -29,6 +29,8 @@ public struct SpawnRequest: Equatable, Sendable {
     /// everything it forks can be killed as one (`cgroup.kill`); nil keeps the daemon's cgroup.
     /// The fd stays the caller's.
     public var cgroupFD: Int32?
+    /// the child's soft RLIMIT_NOFILE, when the daemon raised its own (nil: inherit)
+    public var nofileSoftLimit: UInt64? = nil
 
     public init(argv: [String], environment: [String] = [], listenPID: Bool = false,
                 workingDirectory: String? = nil, stdin: Int32 = -1, stdout: Int32 = -1,
@@ -162,6 +164,7 @@ public struct PosixSpawner: Spawner {
                     c.journal_identifier = request.journalIdentifier.map { UnsafePointer(cString($0)) }
                     c.journal_socket = request.journalSocketPath.map { UnsafePointer(cString($0)) }
                     c.cgroup_fd = request.cgroupFD ?? -1
+                    c.nofile_soft = UInt(request.nofileSoftLimit ?? 0)
                     return ring_spawn(&c, &pid, &pidfd, &errorNumber, &stage)
                 }
             }

@@ -240,6 +240,7 @@ public final class Supervisor {
         request.extraFDs = cfg.sockets.compactMap { sockets[$0] }
         request.environment = environment.forChild(service: cfg, instance: index, notifySocket: notify.address)
         request.workingDirectory = environment.workingDirectory(for: cfg)
+        request.nofileSoftLimit = environment.nofileSoftLimit
         if let cgroups {
             do {
                 let cgroup = try cgroups.instance(service: cfg.name, index: index)

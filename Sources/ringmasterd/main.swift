@@ -110,8 +110,9 @@ do { loop = try EventLoop() } catch { fail("\(error)") }
 // Socket units' fds and the fd store's, read once (and removed from the environment).
 let passed = SystemdNotify.listenFDs()
 
-let childEnvironment: ChildEnvironment
+var childEnvironment: ChildEnvironment
 do { childEnvironment = try ChildEnvironment(configDirectory: directory(of: configPath)) } catch { fail("\(error)") }
+childEnvironment.raiseFileLimit()
 
 let daemon = Daemon(configPath: configPath, config: config, loop: loop, log: log,
                     environment: childEnvironment, passed: passed)

@@ -77,6 +77,17 @@ final class SpawnerTests: XCTestCase {
         XCTAssertEqual(result.stdout, "A=1\nPATH=/usr/bin:/bin\nLISTEN_PID=\(result.pid)\n")
     }
 
+    /// The daemon runs with a raised fd limit; its children get the usual soft limit back.
+    func testChildGetsTheGivenSoftFileLimit() throws {
+        var request = sh("ulimit -Sn")
+        request.nofileSoftLimit = 512
+        XCTAssertEqual(try runToCompletion(request).stdout, "512\n")
+        var limits = rlimit()
+        XCTAssertEqual(getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limits), 0)
+        XCTAssertEqual(try runToCompletion(sh("ulimit -Sn")).stdout,
+                       limits.rlim_cur == rlim_t.max ? "unlimited\n" : "\(limits.rlim_cur)\n", "nil: inherited")
+    }
+
     func testWorkingDirectory() throws {
         var request = SpawnRequest(argv: ["pwd"], environment: ["PATH=/usr/bin:/bin"])
         request.workingDirectory = "/usr/share"

@@ -53,6 +53,10 @@ struct ring_spawn_request {
      * writing "0" to the directory's cgroup.procs before anything else, and failing that
      * reports stage "cgroup": a process outside its cgroup would escape cgroup.kill. */
     int cgroup_fd;
+    /* > 0: the child's soft RLIMIT_NOFILE (the daemon raises its own to the hard limit to
+     * hold thousands of instances' fds; children get the usual soft limit back, since
+     * select()-based programs break on fds >= 1024). 0: inherit the daemon's. */
+    unsigned long nofile_soft;
 };
 
 /* Starts req->file. Returns 0 and fills *pid and *pidfd (CLOEXEC) once the exec succeeded
