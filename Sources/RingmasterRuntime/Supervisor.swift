@@ -90,12 +90,48 @@ public final class Supervisor {
 
     // MARK: - dependency order
 
-    private func dependencies(of slot: ServiceSlot) -> [ServiceSlot] {
-        slot.machine.config.after.compactMap { self.slot(named: $0) }
-    }
+    /// Who depends on whom, by name, built once per reconcile (O(services + edges)) so that
+    /// a pass over every service costs O(services), not O(services²).
+    private struct DependencyIndex {
+        var byName: [String: ServiceSlot] = [:]
+        var dependents: [String: [ServiceSlot]] = [:]
+        /// pending stops, dependents before their dependencies (reverse start order), so a
+        /// chain of services that are already down is stopped in one pass, not one per pass
+        var stopOrder: [ServiceSlot] = []
 
-    private func dependents(of slot: ServiceSlot) -> [ServiceSlot] {
-        slots.filter { $0 !== slot && $0.machine.config.after.contains(slot.name) }
+        init(_ slots: [ServiceSlot]) {
+            for slot in slots where !slot.retiring { byName[slot.name] = slot }
+            for slot in slots {
+                for name in slot.machine.config.after { dependents[name, default: []].append(slot) }
+            }
+            let pending = slots.filter(\.pendingStop)
+            guard !pending.isEmpty else { return }
+            // Depth-first post-order over dependents (iterative: a chain may be thousands
+            // long): a slot is placed after everything that depends on it.
+            var placed = Set<ObjectIdentifier>()
+            for root in pending where placed.insert(ObjectIdentifier(root)).inserted {
+                var stack: [(slot: ServiceSlot, next: Int)] = [(root, 0)]
+                while let (slot, next) = stack.last {
+                    let children = dependents[slot.name] ?? []
+                    if next < children.count {
+                        stack[stack.count - 1].next += 1
+                        let child = children[next]
+                        if child !== slot, placed.insert(ObjectIdentifier(child)).inserted { stack.append((child, 0)) }
+                    } else {
+                        stack.removeLast()
+                        if slot.pendingStop { stopOrder.append(slot) }
+                    }
+                }
+            }
+        }
+
+        func dependencies(of slot: ServiceSlot) -> [ServiceSlot] {
+            slot.machine.config.after.compactMap { byName[$0] }
+        }
+
+        func dependents(of slot: ServiceSlot) -> [ServiceSlot] {
+            (dependents[slot.name] ?? []).filter { $0 !== slot }
+        }
     }
 
     /// Starts what waits on dependencies that are now settled, stops what waits on dependents
@@ -109,11 +145,12 @@ public final class Supervisor {
             var progressed = false
             // Log what changed before acting on it: "db: starting -> running" comes before "app.0 started".
             for slot in slots { noteServiceState(slot) }
+            let index = DependencyIndex(slots)
             for slot in slots where slot.pendingStart && !shuttingDown {
-                let waiting = dependencies(of: slot).filter { $0.pendingStart || !$0.machine.isSettled }
+                let waiting = index.dependencies(of: slot).filter { $0.pendingStart || !$0.machine.isSettled }
                 if waiting.isEmpty {
                     slot.pendingStart = false
-                    for dep in dependencies(of: slot) where dep.machine.state == .failed {
+                    for dep in index.dependencies(of: slot) where dep.machine.state == .failed {
                         log.write(LogEvent(.warning, "dependency-failed",
                                            "\(slot.name): starting although its dependency \(dep.name) failed",
                                            service: slot.name))
@@ -122,8 +159,8 @@ public final class Supervisor {
                     progressed = true
                 }
             }
-            for slot in slots where slot.pendingStop {
-                if dependents(of: slot).allSatisfy({ !$0.pendingStop && $0.machine.isDown }) {
+            for slot in index.stopOrder where slot.pendingStop {
+                if index.dependents(of: slot).allSatisfy({ !$0.pendingStop && $0.machine.isDown }) {
                     slot.pendingStop = false
                     perform(slot.machine.stop(now: now), on: slot)
                     progressed = true
