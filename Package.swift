@@ -24,7 +24,7 @@ let package = Package(
         .target(name: "Systemd", dependencies: ["CSystemd", "CRingShims"]),
         .target(name: "RingmasterCore"),
         .target(name: "RingmasterRuntime", dependencies: ["RingmasterCore", "Systemd", "CRingShims"]),
-        .executableTarget(name: "ringmasterd", dependencies: ["RingmasterRuntime", "RingmasterCore", "Systemd"]),
+        .executableTarget(name: "ringmasterd", dependencies: ["RingmasterRuntime", "RingmasterCore", "Systemd", "CRingShims"]),
         .executableTarget(name: "ringctl", dependencies: [
             "RingmasterCore", "Systemd",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -10,9 +10,18 @@
 #include <sys/epoll.h>
 #include <sys/xattr.h>
 
+#include <malloc.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* Big buffers (a 1 MiB D-Bus argument, its 1 MiB error reply) straight from mmap and back to
+ * the kernel when freed: left alone, glibc raises its mmap threshold after the first such
+ * buffer is freed and keeps every later one on the heap, where it stays resident. */
+static inline void ring_malloc_return_big_buffers(void) {
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+}
 
 /* A process to start. Every pointer must stay valid for the duration of ring_spawn(). */
 struct ring_spawn_request {
