@@ -10,7 +10,10 @@ final class ConsoleOutput {
     private let prefix: [UInt8]
     private var pending: [UInt8] = []
     private var source: EventSource?
+    private let loop: EventLoop
+    private var closed = false
     private let onClose: (ConsoleOutput) -> Void
+    private var sink: ConsoleSink { ConsoleSink.shared }
     /// a line longer than this is cut and written in pieces
     private static let maxLine = 64 * 1024
 
@@ -26,9 +29,10 @@ final class ConsoleOutput {
         _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
         // Our end never blocks the loop; the child's end blocks like any ordinary stdout.
         _ = fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK)
-        let out = ConsoleOutput(fd: fds[0], label: label, onClose: onClose)
+        let out = ConsoleOutput(fd: fds[0], label: label, loop: loop, onClose: onClose)
         do {
-            out.source = try loop.onReadable(fd: fds[0]) { [unowned out] _ in out.drain() }
+            try out.watch()
+            ConsoleSink.shared.readers[ObjectIdentifier(out)] = out
         } catch {
             close(fds[0]); close(fds[1])
             throw error
@@ -36,31 +40,61 @@ final class ConsoleOutput {
         return (out, fds[1])
     }
 
-    private init(fd: Int32, label: String, onClose: @escaping (ConsoleOutput) -> Void) {
+    private init(fd: Int32, label: String, loop: EventLoop, onClose: @escaping (ConsoleOutput) -> Void) {
         self.fd = fd
         self.prefix = Array((label + " | ").utf8)
+        self.loop = loop
         self.onClose = onClose
+    }
+
+    private func watch() throws {
+        source = try loop.onReadable(fd: fd) { [unowned self] _ in self.drain() }
+    }
+
+    /// The daemon's stderr is not keeping up: stop reading (the child's writes block on its
+    /// full pipe, as they would on a slow terminal of its own) until the sink has room again.
+    private func pause() {
+        source = nil
+        sink.whenAccepting { [weak self] in
+            guard let self, !self.closed else { return }
+            try? self.watch()
+        }
+    }
+
+    /// At exit: everything the pipe still holds, whatever the sink's queue.
+    func readAll() {
+        while !closed && readOnce() {}
     }
 
     deinit { close(fd) }
 
     private func drain() {
-        var buf = [UInt8](repeating: 0, count: 16 * 1024)
         // At most 256 KiB per dispatch: the fd is level-triggered, so a flooding child is read
         // again on the next iteration, after every other source (and the watchdog) had its turn.
         for _ in 0..<16 {
+            guard sink.accepting else { pause(); return }
+            guard readOnce() else { return }
+        }
+    }
+
+    /// One read: false once there is nothing more for now (or ever).
+    private func readOnce() -> Bool {
+        var buf = [UInt8](repeating: 0, count: 16 * 1024)
+        while true {
             let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n > 0 {
                 emitLines(buf[0..<n])
-                continue
+                return true
             }
             if n < 0 && (errno == EINTR) { continue }
-            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return }
+            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return false }
             // EOF or error: flush what is left, even without a final newline
             if !pending.isEmpty { emit(pending[...]); pending.removeAll() }
+            closed = true
             source = nil
+            sink.readers[ObjectIdentifier(self)] = nil
             onClose(self)
-            return
+            return false
         }
     }
 
@@ -89,14 +123,7 @@ final class ConsoleOutput {
     }
 
     private func writeBytes(_ bytes: [UInt8]) {
-        bytes.withUnsafeBytes { raw in
-            var off = 0
-            while off < raw.count {
-                let n = write(2, raw.baseAddress! + off, raw.count - off)
-                if n < 0 { if errno == EINTR || errno == EAGAIN { continue }; return }
-                off += n
-            }
-        }
+        sink.write(bytes)
     }
 }
 

@@ -59,7 +59,7 @@ public final class EventLog {
             }
             Journal.send(fields)
         case .console:
-            writeStderr("ringmasterd: " + e.message + "\n")
+            ConsoleSink.shared.write(Array(("ringmasterd: " + e.message + "\n").utf8), own: true)
         }
     }
 

@@ -1,4 +1,5 @@
 // ringmasterd: runs the stack described in ringmaster.toml, in the foreground, on one sd-event loop.
+import CRingShims
 import Glibc
 import RingmasterCore
 import RingmasterRuntime
@@ -8,6 +9,7 @@ import Systemd
 SignalMask.block([SIGCHLD, SIGTERM, SIGINT, SIGHUP])
 // A write to a closed pipe or socket is an error return here, not a death (children get SIG_DFL back).
 signal(SIGPIPE, SIG_IGN)
+ring_malloc_return_big_buffers()
 
 struct Options {
     var configPath: String?
@@ -106,6 +108,8 @@ if options.configPath == nil && access(configPath, F_OK) != 0 {
 
 let loop: EventLoop
 do { loop = try EventLoop() } catch { fail("\(error)") }
+// Console mode: from here on a stderr that nobody reads can hold back output, not the loop.
+if target == .console { ConsoleSink.shared.attach(to: loop) }
 
 // Socket units' fds and the fd store's, read once (and removed from the environment).
 let passed = SystemdNotify.listenFDs()
@@ -154,6 +158,7 @@ daemon.start()
 do {
     let code = try loop.run()
     log.info("stopped", "ringmasterd stopped")
+    ConsoleSink.shared.finish(timeout: 2)
     exit(code)
 } catch {
     fail("event loop: \(error)")
