@@ -14,9 +14,12 @@ final class ProcessMetricsTests: XCTestCase {
         }
         var children: [Int32] = []
         let deadline = monotonicNow() + 5_000_000
-        while children.count < 2 && monotonicNow() < deadline {
+        // Both children exec'd (not forked shells any more): their memory is then steady.
+        func isSleep(_ pid: Int32) -> Bool { readSmallFile("/proc/\(pid)/comm") == "sleep\n" }
+        while monotonicNow() < deadline {
             children = ProcessMetrics.children(of: parent.pid)
-            if children.count < 2 { _ = poll(nil, 0, 10) }
+            if children.count == 2 && children.allSatisfy(isSleep) { break }
+            _ = poll(nil, 0, 10)
         }
         XCTAssertEqual(children.count, 2, "the two sleeps")
         let alone = ProcessMetrics.of(pids: [parent.pid], descendants: false)
