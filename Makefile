@@ -59,9 +59,22 @@ unit-test: build-debug
 # The runtime tests (spawner, sd-event, journald streams) and the integration tests run
 # inside the private session, with a real journald, user D-Bus and systemd --user.
 integration-test: build-debug
-	$(SESSION) -- $(SWIFT) test $(SWIFTPM) --skip-build --filter 'RingmasterRuntimeTests|IntegrationTests'
+	$(SESSION) -- $(SWIFT) test $(SWIFTPM) --skip-build --filter 'RingmasterRuntimeTests|IntegrationTests' --skip FaultSlowTests
+
+# The fault suite (docs/reliability.md): every Fault* test, the slow ones (FaultSlowTests, which
+# `make check` skips) included, against the release binaries users run. About 3 minutes.
+.PHONY: faults
+faults: build-debug build
+	$(SESSION) -- env "RINGMASTER_BIN_DIR=$$($(SWIFT) build $(SWIFTPM) $(RELEASE) --show-bin-path)" \
+	    $(SWIFT) test $(SWIFTPM) --skip-build --filter 'IntegrationTests\.Fault|RingmasterCoreTests\.Fault'
 
 clean:
 	rm -rf $(SCRATCH)
 
 include mk/install.mk
+
+# Benchmarks against supervisord, circus, runit, s6 and systemd --user (not part of check):
+# ~25 min, writes docs/benchmarks.md; QUICK=1: one repetition, report under contrib/bench/out/.
+.PHONY: bench
+bench:
+	$(SUDO) env "PATH=$(PATH)" "SWIFT=$(SWIFT)" contrib/bench/run $(if $(QUICK),--quick)
