@@ -14,7 +14,7 @@ public struct SocketError: Error, Equatable, Sendable, CustomStringConvertible {
     }
 
     public var description: String {
-        "\(operation) \(address): \(String(cString: strerror(errno)))"
+        "\(operation) \(address): \(errnoString(errno))"
     }
 }
 
@@ -36,47 +36,29 @@ public func bindListenSocket(_ address: ListenAddress, backlog: Int32 = SOMAXCON
         sa.sin_family = sa_family_t(AF_INET)
         sa.sin_port = port.bigEndian
         guard inet_pton(AF_INET, host, &sa.sin_addr) == 1 else { throw fail("bind", -1, EINVAL) }
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw fail("socket", -1) }
-        guard setFlag(fd, SOL_SOCKET, SO_REUSEADDR) else { throw fail("setsockopt SO_REUSEADDR", fd) }
-        let r = withUnsafePointer(to: &sa) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        guard r == 0 else { throw fail("bind", fd) }
-        guard listen(fd, backlog) == 0 else { throw fail("listen", fd) }
-        return fd
+        return try bindAndListen(AF_INET, sa, socklen_t(MemoryLayout<sockaddr_in>.size), backlog,
+                                 options: [(SOL_SOCKET, SO_REUSEADDR, "SO_REUSEADDR")], fail)
 
     case let .tcp6(host, port):
         var sa = sockaddr_in6()
         sa.sin6_family = sa_family_t(AF_INET6)
         sa.sin6_port = port.bigEndian
         guard inet_pton(AF_INET6, host, &sa.sin6_addr) == 1 else { throw fail("bind", -1, EINVAL) }
-        let fd = socket(AF_INET6, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw fail("socket", -1) }
-        guard setFlag(fd, SOL_SOCKET, SO_REUSEADDR) else { throw fail("setsockopt SO_REUSEADDR", fd) }
-        guard setFlag(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY) else { throw fail("setsockopt IPV6_V6ONLY", fd) }
-        let r = withUnsafePointer(to: &sa) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size))
-            }
-        }
-        guard r == 0 else { throw fail("bind", fd) }
-        guard listen(fd, backlog) == 0 else { throw fail("listen", fd) }
-        return fd
+        return try bindAndListen(AF_INET6, sa, socklen_t(MemoryLayout<sockaddr_in6>.size), backlog,
+                                 options: [(SOL_SOCKET, SO_REUSEADDR, "SO_REUSEADDR"),
+                                           (Int32(IPPROTO_IPV6), IPV6_V6ONLY, "IPV6_V6ONLY")], fail)
 
     case let .unix(path):
         guard let (sa, length) = unixAddress(Array(path.utf8)) else { throw fail("bind", -1, ENAMETOOLONG) }
         removeStaleSocket(path, sa, length)
-        return try bindUnix(sa, length, backlog) { fail($0, $1) }
+        return try bindAndListen(AF_UNIX, sa, length, backlog, options: [], fail)
 
     case let .abstract(abstractName):
         // Abstract names start with a NUL byte and have no file to clean up.
         guard let (sa, length) = unixAddress([0] + Array(abstractName.utf8)) else {
             throw fail("bind", -1, ENAMETOOLONG)
         }
-        return try bindUnix(sa, length, backlog) { fail($0, $1) }
+        return try bindAndListen(AF_UNIX, sa, length, backlog, options: [], fail)
     }
 }
 
@@ -95,16 +77,22 @@ func unixAddress(_ pathBytes: [UInt8]) -> (sockaddr_un, socklen_t)? {
     return (sa, socklen_t(offset + pathBytes.count))
 }
 
-private func bindUnix(_ address: sockaddr_un, _ length: socklen_t, _ backlog: Int32,
-                      _ fail: (String, Int32) -> SocketError) throws(SocketError) -> Int32 {
+/// socket → each option set to 1 → bind → listen, for any address family; the fd is closed
+/// on failure (by `fail`).
+private func bindAndListen<Address>(_ family: Int32, _ address: Address, _ length: socklen_t, _ backlog: Int32,
+                                    options: [(level: Int32, option: Int32, name: String)],
+                                    _ fail: (String, Int32, Int32) -> SocketError) throws(SocketError) -> Int32 {
     var sa = address
-    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-    guard fd >= 0 else { throw fail("socket", -1) }
+    let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    guard fd >= 0 else { throw fail("socket", -1, Glibc.errno) }
+    for o in options {
+        guard setFlag(fd, o.level, o.option) else { throw fail("setsockopt " + o.name, fd, Glibc.errno) }
+    }
     let r = withUnsafePointer(to: &sa) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
     }
-    guard r == 0 else { throw fail("bind", fd) }
-    guard listen(fd, backlog) == 0 else { throw fail("listen", fd) }
+    guard r == 0 else { throw fail("bind", fd, Glibc.errno) }
+    guard listen(fd, backlog) == 0 else { throw fail("listen", fd, Glibc.errno) }
     return fd
 }
 

@@ -78,7 +78,7 @@ public struct SpawnError: Error, Equatable, Sendable, CustomStringConvertible {
 
     /// "exec python4: No such file or directory", "chdir /nope: …", "dup2: Bad file descriptor".
     public var description: String {
-        let reason = String(cString: strerror(errno))
+        let reason = errnoString(errno)
         return file.isEmpty ? "\(stage): \(reason)" : "\(stage) \(file): \(reason)"
     }
 }
