@@ -77,7 +77,7 @@ public final class Daemon {
         }
         let previous = state
         setState(.reloading)
-        _ = SystemdNotify.send("RELOADING=1\nMONOTONIC_USEC=\(monotonicNow())\nSTATUS=reloading")
+        _ = SystemdNotify.send("RELOADING=1\nMONOTONIC_USEC=\(loop.now)\nSTATUS=reloading")
         defer {
             setState(previous == .starting ? .starting : .running)
             sentReady = false
@@ -175,10 +175,4 @@ extension Supervisor {
             !slot.pendingStart && (slot.machine.isSettled || !slot.machine.wanted)
         }
     }
-}
-
-func monotonicNow() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) * 1_000_000 + UInt64(ts.tv_nsec) / 1000
 }

@@ -380,12 +380,6 @@ extension ExitStatus {
     }
 }
 
-func realtimeNow() -> USec {
-    var ts = timespec()
-    clock_gettime(CLOCK_REALTIME, &ts)
-    return USec(ts.tv_sec) * USec.perSecond + USec(ts.tv_nsec) / 1000
-}
-
 public enum ProcessEvent: Equatable, Sendable {
     case started(pid: Int32)
     case exited(pid: Int32, ExitStatus)
