@@ -90,12 +90,13 @@ public final class Supervisor {
 
     // MARK: - dependency order
 
-    /// Who depends on whom, by name, built once per reconcile (O(services + edges)) so that
-    /// a pass over every service costs O(services), not O(services²).
+    /// Who depends on whom, by name, built once per change of the set of services (a reload, a
+    /// removal: `generation`), so that a pass over every service costs O(services), not
+    /// O(services²), and no event pays for rebuilding it.
     private struct DependencyIndex {
         var byName: [String: ServiceSlot] = [:]
         var dependents: [String: [ServiceSlot]] = [:]
-        /// pending stops, dependents before their dependencies (reverse start order), so a
+        /// every service, dependents before their dependencies (reverse start order), so a
         /// chain of services that are already down is stopped in one pass, not one per pass
         var stopOrder: [ServiceSlot] = []
 
@@ -104,12 +105,10 @@ public final class Supervisor {
             for slot in slots {
                 for name in slot.machine.config.after { dependents[name, default: []].append(slot) }
             }
-            let pending = slots.filter(\.pendingStop)
-            guard !pending.isEmpty else { return }
             // Depth-first post-order over dependents (iterative: a chain may be thousands
             // long): a slot is placed after everything that depends on it.
             var placed = Set<ObjectIdentifier>()
-            for root in pending where placed.insert(ObjectIdentifier(root)).inserted {
+            for root in slots where placed.insert(ObjectIdentifier(root)).inserted {
                 var stack: [(slot: ServiceSlot, next: Int)] = [(root, 0)]
                 while let (slot, next) = stack.last {
                     let children = dependents[slot.name] ?? []
@@ -119,7 +118,7 @@ public final class Supervisor {
                         if child !== slot, placed.insert(ObjectIdentifier(child)).inserted { stack.append((child, 0)) }
                     } else {
                         stack.removeLast()
-                        if slot.pendingStop { stopOrder.append(slot) }
+                        stopOrder.append(slot)
                     }
                 }
             }
@@ -134,6 +133,15 @@ public final class Supervisor {
         }
     }
 
+    private var cachedIndex: (generation: Int, index: DependencyIndex)?
+
+    private func dependencyIndex() -> DependencyIndex {
+        if let cached = cachedIndex, cached.generation == generation { return cached.index }
+        let index = DependencyIndex(slots)
+        cachedIndex = (generation, index)
+        return index
+    }
+
     /// Starts what waits on dependencies that are now settled, stops what waits on dependents
     /// that are now down, logs service-level transitions, and finishes a shutdown.
     func reconcile() {
@@ -145,7 +153,7 @@ public final class Supervisor {
             var progressed = false
             // Log what changed before acting on it: "db: starting -> running" comes before "app.0 started".
             for slot in slots { noteServiceState(slot) }
-            let index = DependencyIndex(slots)
+            let index = dependencyIndex()
             for slot in slots where slot.pendingStart && !shuttingDown {
                 let waiting = index.dependencies(of: slot).filter { $0.pendingStart || !$0.machine.isSettled }
                 if waiting.isEmpty {
