@@ -45,17 +45,14 @@ extension Supervisor {
             let socketsMoved = service.sockets.contains { oldSockets[$0] != newSockets[$0] }
             var a = before, b = service
             a.instances = 0; b.instances = 0; a.autostart = false; b.autostart = false
+            // Every kept service takes the new settings (delays, signals, instance count)...
+            perform(slot.machine.update(config: service, now: now), on: slot)
             if a == b && !socketsMoved {
-                if before.instances != service.instances {
-                    perform(slot.machine.update(config: service, now: now), on: slot)
-                    summary.scaled.append(service.name)
-                } else {
-                    perform(slot.machine.update(config: service, now: now), on: slot)
-                    summary.unchanged.append(service.name)
-                }
+                // ...and one whose processes would run the same way is not touched.
+                if before.instances != service.instances { summary.scaled.append(service.name) }
+                else { summary.unchanged.append(service.name) }
                 if service.autostart && !before.autostart && !slot.machine.wanted { slot.pendingStart = !isShuttingDown }
             } else {
-                perform(slot.machine.update(config: service, now: now), on: slot)
                 if slot.machine.wanted {
                     toRestart.append(slot)
                 } else if service.autostart && !isShuttingDown {
