@@ -14,16 +14,7 @@ import XCTest
 /// conf.d merges of two files. `ringctl check` on a sample, through the real binary, is
 /// IntegrationTests.FaultTests.testRingctlCheckOnMutatedFilesNeverCrashesAndAlwaysGivesAPosition.
 final class FaultConfigFuzzTests: XCTestCase {
-    struct SplitMix64: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
+    typealias SplitMix64 = ConfigRobustnessTests.SeededGenerator
 
     static let seeds: [String] = [
         ConfigRobustnessTests.valid,
