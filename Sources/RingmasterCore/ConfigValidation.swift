@@ -21,22 +21,7 @@ struct ConfigValidator {
     mutating func error(_ location: SourceLocation, _ message: String) {
         // One problem, one line (`file:line:column: message`): line breaks and other control
         // characters in a quoted value are shown escaped, as TOML would write them.
-        var oneLine = ""
-        for scalar in message.unicodeScalars {
-            switch scalar {
-            case "\n": oneLine += "\\n"
-            case "\r": oneLine += "\\r"
-            case "\t": oneLine += "\\t"
-            default:
-                if scalar.value < 0x20 || scalar.value == 0x7F || (0x80...0x9F).contains(scalar.value)
-                    || scalar.value == 0x2028 || scalar.value == 0x2029 {
-                    oneLine += "\\u" + TOML.hex4(scalar.value)
-                } else {
-                    oneLine.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        diagnostics.append(ConfigDiagnostic(location, oneLine))
+        diagnostics.append(ConfigDiagnostic(location, TOML.escaped(message, quotes: false)))
     }
 
     mutating func validate(_ document: TOMLTable) -> Config {

@@ -142,22 +142,33 @@ public enum TOML {
 
     static func quotedKeyIfNeeded(_ key: String) -> String {
         if !key.isEmpty && key.utf8.allSatisfy(isBareKeyByte) { return key }
-        var out = "\""
-        for scalar in key.unicodeScalars {
+        return quoted(key)
+    }
+
+    /// `s` as a double-quoted string that is valid TOML and valid JSON alike.
+    public static func quoted(_ s: String) -> String { "\"" + escaped(s, quotes: true) + "\"" }
+
+    /// `s` on one line: \n, \r, \t and every other control character (C0, DEL, C1, U+2028/9)
+    /// escaped as TOML and JSON write them; with `quotes`, also `"` and `\`.
+    public static func escaped(_ s: String, quotes: Bool) -> String {
+        var out = ""
+        for scalar in s.unicodeScalars {
             switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
+            case "\"" where quotes: out += "\\\""
+            case "\\" where quotes: out += "\\\\"
             case "\n": out += "\\n"
+            case "\r": out += "\\r"
             case "\t": out += "\\t"
             default:
-                if scalar.value < 0x20 || scalar.value == 0x7F {
-                    out += "\\u" + hex4(scalar.value)
+                let v = scalar.value
+                if v < 0x20 || v == 0x7F || (0x80...0x9F).contains(v) || v == 0x2028 || v == 0x2029 {
+                    out += "\\u" + hex4(v)
                 } else {
                     out.unicodeScalars.append(scalar)
                 }
             }
         }
-        return out + "\""
+        return out
     }
 
     static func hex4(_ v: UInt32) -> String {

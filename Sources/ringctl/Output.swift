@@ -1,6 +1,7 @@
 // How ringctl prints: human units, a padded table with colour on a TTY only, and JSON
 // (written by hand: ringctl links no Foundation).
 import Glibc
+import RingmasterCore
 
 enum Format {
     /// 0 → "0", 850 µs → "850us", 1.5 s → "1.5s", 90 s → "1min 30s", 1 d 2 h → "1d 2h".
@@ -117,26 +118,7 @@ indirect enum JSON {
         }
     }
 
-    static func quote(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 {
-                    let hex = String(u.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(u)
-                }
-            }
-        }
-        return out + "\""
-    }
+    static func quote(_ s: String) -> String { TOML.quoted(s) }
 }
 
 /// Writes `text` to stdout and flushes (for `events`, line by line through a pipe).
