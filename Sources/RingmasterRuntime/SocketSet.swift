@@ -68,9 +68,8 @@ public struct SocketSet: Sendable {
         }
         var used = Set<Int32>()
         var set = SocketSet()
-        var problems: [String] = []
+        var batch = BindBatch()
         var fromStore: [String: String] = [:]  // socket → the stored name its fd came from
-        var notes: [String] = []
 
         // Pass 1: systemd sockets, and listen sockets whose stored fd (same name) still fits.
         for socket in config {
@@ -79,10 +78,10 @@ public struct SocketSet: Sendable {
                 if let p = activation.first(where: { $0.name == name && !used.contains($0.fd) }) {
                     used.insert(p.fd)
                     set.sockets[socket.name] = Socket(fd: p.fd, source: socket.source, origin: .activation(name))
-                    notes.append("socket \(socket.name): fd \"\(name)\" from systemd")
+                    batch.notes.append("socket \(socket.name): fd \"\(name)\" from systemd")
                 } else {
                     let names = Array(Set(activation.map(\.name))).sorted().map { "\"\($0)\"" }
-                    problems.append("socket \(socket.name): systemd passed no socket named \"\(name)\" (passed: "
+                    batch.problems.append("socket \(socket.name): systemd passed no socket named \"\(name)\" (passed: "
                                     + (names.isEmpty ? "none" : names.joined(separator: ", ")) + ")")
                 }
             case let .listen(address):
@@ -91,39 +90,27 @@ public struct SocketSet: Sendable {
                         used.insert(s.fd)
                         set.sockets[socket.name] = Socket(fd: s.fd, source: socket.source, origin: .fdStore)
                         fromStore[socket.name] = s.socket
-                        notes.append("socket \(socket.name): \(address) taken back from systemd's fd store")
+                        batch.notes.append("socket \(socket.name): \(address) taken back from systemd's fd store")
                     } else {
-                        notes.append("socket \(socket.name): the stored socket is not \(address) any more: binding anew")
+                        batch.notes.append("socket \(socket.name): the stored socket is not \(address) any more: binding anew")
                     }
                 }
             }
         }
         // Pass 2: the other listen sockets: a stored fd under another name with this address
         // (a renamed socket), else bind.
-        var bound: [Int32] = []
         for socket in config where set.sockets[socket.name] == nil {
             guard case let .listen(address) = socket.source else { continue }
             if let s = stored.first(where: { !used.contains($0.fd) && socketMatches($0.fd, address) }) {
                 used.insert(s.fd)
                 set.sockets[socket.name] = Socket(fd: s.fd, source: socket.source, origin: .fdStore)
                 fromStore[socket.name] = s.socket
-                notes.append("socket \(socket.name): \(address) taken back from systemd's fd store (stored as \(s.socket))")
+                batch.notes.append("socket \(socket.name): \(address) taken back from systemd's fd store (stored as \(s.socket))")
                 continue
             }
-            do {
-                let fd = try bindListenSocket(address)
-                bound.append(fd)
-                set.sockets[socket.name] = Socket(fd: fd, source: socket.source, origin: .bound)
-                notes.append("socket \(socket.name): bound \(address)")
-            } catch {
-                problems.append("socket \(socket.name): \(error)")
-            }
+            if let bound = batch.bind(socket, address) { set.sockets[socket.name] = bound }
         }
-        if !problems.isEmpty {
-            for fd in bound { close(fd) }
-            throw RuntimeError(problems.joined(separator: "\n"))
-        }
-        notes.forEach(report)
+        try batch.finish(report)
 
         // The fd store. It stays as it is only for a socket whose fd came back under its own
         // name, alone; every other stored name is removed (FDSTOREREMOVE goes by name: all fds
@@ -160,9 +147,7 @@ public struct SocketSet: Sendable {
                                 report: (String) -> Void = { _ in }) throws(RuntimeError) -> Set<String> {
         var next: [String: Socket] = [:]
         var kept = Set<String>()          // old names whose fd lives on (maybe under a new name)
-        var problems: [String] = []
-        var bound: [Int32] = []
-        var notes: [String] = []
+        var batch = BindBatch()
         var storeOps: [(remove: String?, store: String?)] = []
 
         for socket in config {
@@ -180,30 +165,21 @@ public struct SocketSet: Sendable {
                 kept.insert(oldName)
                 next[socket.name] = s
                 if !isActivation(s.origin) { storeOps.append((remove: oldName, store: socket.name)) }
-                notes.append("socket \(socket.name): keeps the socket of \(oldName)")
+                batch.notes.append("socket \(socket.name): keeps the socket of \(oldName)")
                 continue
             }
             switch socket.source {
             case let .systemd(name):
-                problems.append("socket \(socket.name): systemd passes its sockets only when ringmasterd starts; "
+                batch.problems.append("socket \(socket.name): systemd passes its sockets only when ringmasterd starts; "
                                 + "restart ringmaster to take \"\(name)\"")
             case let .listen(address):
-                do {
-                    let fd = try bindListenSocket(address)
-                    bound.append(fd)
-                    next[socket.name] = Socket(fd: fd, source: socket.source, origin: .bound)
+                if let bound = batch.bind(socket, address) {
+                    next[socket.name] = bound
                     storeOps.append((remove: nil, store: socket.name))
-                    notes.append("socket \(socket.name): bound \(address)")
-                } catch {
-                    problems.append("socket \(socket.name): \(error)")
                 }
             }
         }
-        if !problems.isEmpty {
-            for fd in bound { close(fd) }
-            throw RuntimeError(problems.joined(separator: "\n"))
-        }
-        notes.forEach(report)
+        try batch.finish(report)
 
         var changed = Set<String>()
         for (name, s) in next where sockets[name]?.fd != s.fd { changed.insert(name) }
@@ -244,6 +220,34 @@ public struct SocketSet: Sendable {
 
     private static func removeFromStore(_ socket: String) {
         SystemdNotify.send("FDSTOREREMOVE=1\nFDNAME=\(fdStoreName(socket))")
+    }
+}
+
+/// What an open or a reload binds, all or nothing: every problem is collected, and on any,
+/// every fd bound so far is closed and nothing is reported as done.
+private struct BindBatch {
+    var problems: [String] = []
+    var notes: [String] = []
+    private var bound: [Int32] = []
+
+    mutating func bind(_ socket: SocketConfig, _ address: ListenAddress) -> SocketSet.Socket? {
+        do {
+            let fd = try bindListenSocket(address)
+            bound.append(fd)
+            notes.append("socket \(socket.name): bound \(address)")
+            return SocketSet.Socket(fd: fd, source: socket.source, origin: .bound)
+        } catch {
+            problems.append("socket \(socket.name): \(error)")
+            return nil
+        }
+    }
+
+    func finish(_ report: (String) -> Void) throws(RuntimeError) {
+        if !problems.isEmpty {
+            for fd in bound { close(fd) }
+            throw RuntimeError(problems.joined(separator: "\n"))
+        }
+        notes.forEach(report)
     }
 }
 
