@@ -5,7 +5,8 @@ import PackageDescription
 //   ringmasterd, ringctl            executables
 //   RingmasterRuntime               the imperative shell: spawner, supervisor, sockets
 //   Systemd                         typed owning wrappers over libsystemd (the only CSystemd importer)
-//   RingmasterCore, CRingShims      pure supervision logic + config; the C that Swift can't express
+//   RingmasterCore, CRingShims,     pure supervision logic + config; the C that Swift can't express;
+//   DBus                            D-Bus values, the wire format and a client without libsystemd
 //   CSystemd                        libsystemd (sd-event, sd-bus, sd-journal, sd-daemon)
 // The daemon deliberately links no Foundation (idle RSS budget, see docs/architecture.md).
 let package = Package(
@@ -14,23 +15,23 @@ let package = Package(
         .executable(name: "ringmasterd", targets: ["ringmasterd"]),
         .executable(name: "ringctl", targets: ["ringctl"]),
     ],
-    dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
-    ],
+    dependencies: [],
     targets: [
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd",
                        providers: [.apt(["libsystemd-dev"])]),
         .target(name: "CRingShims"),
-        .target(name: "Systemd", dependencies: ["CSystemd", "CRingShims"]),
+        .target(name: "DBus"),
+        .target(name: "Systemd", dependencies: ["CSystemd", "CRingShims", "DBus"]),
         .target(name: "RingmasterCore"),
-        .target(name: "RingmasterRuntime", dependencies: ["RingmasterCore", "Systemd", "CRingShims"]),
+        .target(name: "RingmasterRuntime", dependencies: ["RingmasterCore", "Systemd", "DBus", "CRingShims"]),
         .executableTarget(name: "ringmasterd", dependencies: ["RingmasterRuntime", "RingmasterCore", "Systemd", "CRingShims"]),
-        .executableTarget(name: "ringctl", dependencies: [
-            "RingmasterCore", "Systemd",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ]),
+        // ringctl links no libsystemd (it speaks D-Bus itself, see Sources/DBus) so that it can be
+        // one static executable: no dynamic loading, ~1 ms to start (docs/benchmarks.md).
+        .executableTarget(name: "ringctl", dependencies: ["RingmasterCore", "DBus"],
+                          linkerSettings: [.unsafeFlags(["-static-executable"])]),
         .testTarget(name: "RingmasterCoreTests", dependencies: ["RingmasterCore"]),
-        .testTarget(name: "RingmasterRuntimeTests", dependencies: ["RingmasterRuntime", "RingmasterCore"]),
+        .testTarget(name: "DBusTests", dependencies: ["DBus"]),
+        .testTarget(name: "RingmasterRuntimeTests", dependencies: ["RingmasterRuntime", "RingmasterCore", "Systemd", "DBus"]),
         .testTarget(name: "IntegrationTests", dependencies: []),
     ]
 )

@@ -1,4 +1,7 @@
 import CSystemd
+// BusValue and BusError are part of this module's API (they live in DBus, which ringctl
+// uses without libsystemd).
+@_exported import DBus
 import Glibc
 
 /// A connection to a D-Bus bus (sd_bus), owned: deinit flushes and closes it.

@@ -1,23 +1,26 @@
 // `ringctl check [FILE]`: the daemon's own parsing and validation, offline.
-import ArgumentParser
 import Glibc
 import RingmasterCore
 
-struct Check: ParsableCommand {
-    static let configuration = CommandConfiguration(
+struct Check: Subcommand {
+    static let spec = CommandSpec(
+        "check",
         abstract: "Check a configuration file (and the conf.d/*.toml beside it).",
         discussion: """
             Runs the same parsing and validation as ringmasterd. Prints one line per problem, \
             as file:line:column: message, on standard error and exits 1; prints a summary and \
             exits 0 if the configuration is valid.
-            """
-    )
+            """,
+        arguments: [.init("file", .optional, help: """
+            The main configuration file. Default: $XDG_CONFIG_HOME/ringmaster/ringmaster.toml, \
+            else ~/.config/ringmaster/ringmaster.toml.
+            """)])
 
-    @Argument(help: ArgumentHelp(
-        "The main configuration file.",
-        discussion: "Default: $XDG_CONFIG_HOME/ringmaster/ringmaster.toml, else ~/.config/ringmaster/ringmaster.toml."
-    ))
     var file: String?
+
+    init(_ a: ParsedArguments) {
+        file = a.one("file")
+    }
 
     func run() throws {
         let path = file ?? ConfigLoader.defaultConfigPath()

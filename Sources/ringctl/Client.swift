@@ -1,9 +1,10 @@
 // The D-Bus client every daemon-facing subcommand shares: connect to the user bus, call
 // io.ringmaster.Ringmaster1, and turn failures into one clear line and systemctl's exit codes.
-import ArgumentParser
+// The connection is DBus.BusConnection (the wire protocol in Swift, no libsystemd), which is
+// what lets ringctl be a static executable.
+import DBus
 import Glibc
 import RingmasterCore
-import Systemd
 
 /// A failure to report as "ringctl: MESSAGE" and exit with `code`.
 struct Failure: Error {
@@ -39,28 +40,36 @@ struct NoUserBus: Error {
 }
 
 struct RingmasterClient {
-    let bus: Bus
+    let bus: BusConnection
     /// µs per call; the daemon answers at once (commands return once under way)
     static let timeout: UInt64 = 25_000_000
 
     static func connect() throws -> RingmasterClient {
         do {
-            return RingmasterClient(bus: try Bus.user())
-        } catch let e as SystemdError {
+            return RingmasterClient(bus: try BusConnection.user())
+        } catch let e as BusConnectionError {
             throw NoUserBus(errno: e.errno)
         }
     }
 
-    @discardableResult
-    func callManager(_ member: String, _ arguments: [BusValue] = []) throws -> BusMessage {
-        try bus.call(destination: RingmasterBus.name, path: RingmasterBus.managerPath,
-                     interface: RingmasterBus.managerInterface, member: member, arguments, timeout: Self.timeout)
+    static func managerCall(_ member: String, _ arguments: [BusValue] = []) -> WireMessage {
+        .methodCall(destination: RingmasterBus.name, path: RingmasterBus.managerPath,
+                    interface: RingmasterBus.managerInterface, member: member, arguments)
     }
 
-    /// ListServices: (name, state, running, instances, path), in config order.
-    func listServices() throws -> [(name: String, state: String, running: UInt32, instances: UInt32, path: String)] {
-        let reply = try callManager("ListServices")
-        return (try reply.readValue().elements ?? []).compactMap { entry in
+    static func getAll(path: String, interface: String) -> WireMessage {
+        .methodCall(destination: RingmasterBus.name, path: path, interface: "org.freedesktop.DBus.Properties",
+                    member: "GetAll", [.string(interface)])
+    }
+
+    @discardableResult
+    func callManager(_ member: String, _ arguments: [BusValue] = []) throws -> WireMessage {
+        try bus.callAll([Self.managerCall(member, arguments)], timeout: Self.timeout)[0].get()
+    }
+
+    /// A ListServices reply: (name, state, running, instances, path), in config order.
+    static func services(_ reply: WireMessage) -> [(name: String, state: String, running: UInt32, instances: UInt32, path: String)] {
+        (reply.body.first?.elements ?? []).compactMap { entry in
             guard let f = entry.elements, f.count == 5, let name = f[0].string, let state = f[1].string,
                   let running = f[2].integer, let instances = f[3].integer, let path = f[4].string else { return nil }
             return (name, state, UInt32(running), UInt32(instances), path)
@@ -68,24 +77,10 @@ struct RingmasterClient {
     }
 
     func servicePath(_ name: String) throws -> String {
-        try callManager("GetService", [.string(name)]).readObjectPath()
-    }
-
-    /// Every property of the Service object at `path`.
-    func serviceProperties(path: String) throws -> [String: BusValue] {
-        try bus.getAllProperties(destination: RingmasterBus.name, path: path,
-                                 interface: RingmasterBus.serviceInterface, timeout: Self.timeout)
-    }
-
-    /// Every property of the Manager, in one round trip.
-    func managerProperties() throws -> [String: BusValue] {
-        try bus.getAllProperties(destination: RingmasterBus.name, path: RingmasterBus.managerPath,
-                                 interface: RingmasterBus.managerInterface, timeout: Self.timeout)
-    }
-
-    func managerProperty(_ name: String) throws -> BusValue {
-        try bus.getProperty(destination: RingmasterBus.name, path: RingmasterBus.managerPath,
-                            interface: RingmasterBus.managerInterface, name: name, timeout: Self.timeout)
+        guard let path = try callManager("GetService", [.string(name)]).body.first?.string else {
+            throw BusError(BusError.failed, "GetService returned no object path")
+        }
+        return path
     }
 }
 
@@ -123,7 +118,7 @@ func describe(_ error: Error, notRunning: Int32 = ExitCodes.failure) -> Failure 
         default:
             return Failure(e.message.isEmpty ? e.name : e.message)
         }
-    case let e as SystemdError:
+    case let e as BusConnectionError:
         return Failure("\(e)")
     default:
         return Failure("\(error)")

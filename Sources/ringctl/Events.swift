@@ -1,26 +1,29 @@
 // `ringctl events`: follows the Manager's signals, one line each, until interrupted.
-import ArgumentParser
+import DBus
 import Glibc
 import RingmasterCore
-import Systemd
 
-struct Events: ParsableCommand {
-    static let configuration = CommandConfiguration(
+struct Events: Subcommand {
+    static let spec = CommandSpec(
+        "events",
         abstract: "Follow ringmasterd's events: service states, processes started and exited, reloads.",
         discussion: """
             One line per event, as it happens: the ServiceStateChanged, ProcessStarted, \
             ProcessExited and Reloaded signals of io.ringmaster.Ringmaster1, and ringmasterd \
             itself appearing on or leaving the bus. Runs until interrupted (or --count events).
-            """)
+            """,
+        options: [.init("json", help: "One JSON object per line."),
+                  .init("count", short: "n", value: "count", help: "Exit after this many events.")])
 
-    @Flag(help: "One JSON object per line.")
-    var json = false
-
-    @Option(name: [.customShort("n"), .long], help: "Exit after this many events.")
+    var json: Bool
     var count: Int?
 
-    func validate() throws {
-        if let count, count < 1 { throw ValidationError("--count must be at least 1") }
+    init(_ a: ParsedArguments) throws(UsageError) {
+        json = a.flag("json")
+        if let text = a.values["count"] {
+            guard let n = Int(text), n >= 1 else { throw UsageError("--count must be a number, at least 1 (not \"\(text)\")") }
+            count = n
+        }
     }
 
     func run() throws {
@@ -33,21 +36,21 @@ struct Events: ParsableCommand {
         try withClient { client in
             // Matches first, then the check: no event between the two is lost.
             let bus = client.bus
-            let signals = try bus.matchSignal(sender: RingmasterBus.name, path: RingmasterBus.managerPath,
-                                              interface: RingmasterBus.managerInterface, member: nil) { message in
-                if let event = Event(message) { show(event) }
-            }
-            let owner = try bus.addMatch(
-                "type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',"
-                + "interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='\(RingmasterBus.name)'") { message in
-                guard let values = try? message.readAll(), values.count == 3, let new = values[2].string else { return }
-                show(Event(time: Format.nowUSec(), kind: new.isEmpty ? .daemonStopped : .daemonStarted))
-            }
+            try bus.addMatch("type='signal',sender='\(RingmasterBus.name)',path='\(RingmasterBus.managerPath)',"
+                             + "interface='\(RingmasterBus.managerInterface)'")
+            try bus.addMatch("type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',"
+                             + "interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='\(RingmasterBus.name)'")
             guard try bus.hasOwner(RingmasterBus.name) else {
                 throw BusError(BusError.nameHasNoOwner, "")
             }
-            try withExtendedLifetime((signals, owner)) {
-                try bus.process { count.map { seen >= $0 } ?? false }
+            while count.map({ seen < $0 }) ?? true {
+                let message = try bus.nextSignal()
+                if message.interface == RingmasterBus.managerInterface {
+                    if let event = Event(message) { show(event) }
+                } else if message.member == "NameOwnerChanged", message.body.count == 3,
+                          message.body[0].string == RingmasterBus.name, let new = message.body[2].string {
+                    show(Event(time: Format.nowUSec(), kind: new.isEmpty ? .daemonStopped : .daemonStarted))
+                }
             }
         }
     }
@@ -72,8 +75,8 @@ struct Event {
         self.kind = kind
     }
 
-    init?(_ message: BusMessage) {
-        guard let values = try? message.readAll() else { return nil }
+    init?(_ message: WireMessage) {
+        let values = message.body
         func s(_ i: Int) -> String? { i < values.count ? values[i].string : nil }
         func u(_ i: Int) -> UInt32? { i < values.count ? values[i].integer.flatMap { UInt32(exactly: $0) } : nil }
         time = Format.nowUSec()

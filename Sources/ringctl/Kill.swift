@@ -1,28 +1,30 @@
 // `ringctl kill NAME [--signal SIG]`
-import ArgumentParser
+import DBus
 import RingmasterCore
-import Systemd
 
-struct Kill: ParsableCommand {
-    static let configuration = CommandConfiguration(
+struct Kill: Subcommand {
+    static let spec = CommandSpec(
+        "kill",
         abstract: "Send a signal to every process of a service.",
         discussion: """
             The signal goes to each instance's whole process group. What is wanted does not change: \
             processes that die are restarted as the restart policy says.
-            """)
+            """,
+        arguments: [.init("name", help: "The service.")],
+        options: [.init("signal", short: "s", value: "signal",
+                        help: "The signal: a name (TERM, SIGHUP, RTMIN+2) or a number. (default: TERM)")])
 
-    @Argument(help: "The service.")
     var name: String
+    var number: Int32
 
-    @Option(name: [.short, .long], help: "The signal: a name (TERM, SIGHUP, RTMIN+2) or a number.")
-    var signal: String = "TERM"
-
-    func validate() throws {
-        if Signals.number(named: signal) == nil { throw ValidationError(Signals.unknownNameMessage(signal)) }
+    init(_ a: ParsedArguments) throws(UsageError) {
+        name = a.one("name") ?? ""
+        let signal = a.values["signal"] ?? "TERM"
+        guard let number = Signals.number(named: signal) else { throw UsageError(Signals.unknownNameMessage(signal)) }
+        self.number = number
     }
 
     func run() throws {
-        let number = Signals.number(named: signal)!
         try withClient { client in
             try client.callManager("KillService", [.string(name), .int32(number)])
         }

@@ -1,30 +1,33 @@
 // `ringctl logs NAME [-f] [-n N]`: the service's lines from the journal. Runs journalctl,
 // which already knows the user's journal files, paging, colours and following.
-import ArgumentParser
+import DBus
 import Glibc
 import RingmasterCore
-import Systemd
 
-struct Logs: ParsableCommand {
-    static let configuration = CommandConfiguration(
+struct Logs: Subcommand {
+    static let spec = CommandSpec(
+        "logs",
         abstract: "Show a service's output from the journal (and ringmasterd's events about it).",
         discussion: """
             Runs journalctl for the entries with SYSLOG_IDENTIFIER=NAME (what the service's \
             processes wrote) or RINGMASTER_SERVICE=NAME (ringmasterd's events: started, exited, …).
-            """)
+            """,
+        arguments: [.init("name", help: "The service.")],
+        options: [.init("follow", short: "f", help: "Follow: keep printing new entries."),
+                  .init("lines", short: "n", value: "n", help: "Show the last N entries (default: all; with -f, 10).")])
 
-    @Argument(help: "The service.")
     var name: String
-
-    @Flag(name: [.short, .long], help: "Follow: keep printing new entries.")
-    var follow = false
-
-    @Option(name: [.customShort("n"), .customLong("lines")], help: "Show the last N entries (default: all; with -f, 10).")
+    var follow: Bool
     var lines: Int?
 
-    func validate() throws {
-        if let lines, lines < 0 { throw ValidationError("-n must be 0 or more") }
-        if let problem = ConfigLoader.nameProblem(name) { throw ValidationError("\"\(name)\" is not a service name: \(problem)") }
+    init(_ a: ParsedArguments) throws(UsageError) {
+        name = a.one("name") ?? ""
+        follow = a.flag("follow")
+        if let text = a.values["lines"] {
+            guard let n = Int(text), n >= 0 else { throw UsageError("-n must be a number, 0 or more (not \"\(text)\")") }
+            lines = n
+        }
+        if let problem = ConfigLoader.nameProblem(name) { throw UsageError("\"\(name)\" is not a service name: \(problem)") }
     }
 
     var journalctlArguments: [String] {

@@ -1,11 +1,11 @@
 // `ringctl reload`
-import ArgumentParser
+import DBus
 import Glibc
 import RingmasterCore
-import Systemd
 
-struct Reload: ParsableCommand {
-    static let configuration = CommandConfiguration(
+struct Reload: Subcommand {
+    static let spec = CommandSpec(
+        "reload",
         abstract: "Reload the configuration: apply only what changed.",
         discussion: """
             The daemon parses and validates the files first: an invalid configuration changes \
@@ -13,6 +13,8 @@ struct Reload: ParsableCommand {
             status 1. A valid one is applied as a diff: new services start, removed ones stop, \
             changed ones restart (rolling), an instances-only change just scales.
             """)
+
+    init(_: ParsedArguments) {}
 
     func run() throws {
         try withClient { client in

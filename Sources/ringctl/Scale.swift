@@ -1,20 +1,25 @@
 // `ringctl scale NAME N`
-import ArgumentParser
-import Systemd
+import DBus
+import RingmasterCore
 
-struct Scale: ParsableCommand {
-    static let configuration = CommandConfiguration(
+struct Scale: Subcommand {
+    static let spec = CommandSpec(
+        "scale",
         abstract: "Change the number of instances of a service.",
-        discussion: "Scaling down stops the highest instance numbers first. Lasts until the next reload.")
+        discussion: "Scaling down stops the highest instance numbers first. Lasts until the next reload.",
+        arguments: [.init("name", help: "The service."),
+                    .init("instances", help: "The number of instances (1 or more; to stop them all, use `ringctl stop`).")])
 
-    @Argument(help: "The service.")
     var name: String
-
-    @Argument(help: "The number of instances (1 or more; to stop them all, use `ringctl stop`).")
     var instances: UInt32
 
-    func validate() throws {
-        if instances == 0 { throw ValidationError("instances must be at least 1 (to stop every instance: ringctl stop \(name))") }
+    init(_ a: ParsedArguments) throws(UsageError) {
+        name = a.one("name") ?? ""
+        guard let n = a.one("instances").flatMap({ UInt32($0) }) else {
+            throw UsageError("instances must be a whole number, not \"\(a.one("instances") ?? "")\"")
+        }
+        if n == 0 { throw UsageError("instances must be at least 1 (to stop every instance: ringctl stop \(name))") }
+        instances = n
     }
 
     func run() throws {

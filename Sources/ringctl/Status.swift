@@ -1,23 +1,27 @@
 // `ringctl status [NAME…] [--json]`: a table like `systemctl list-units`, from ListServices
-// and each service's properties.
-import ArgumentParser
+// and every service's properties (ObjectManager.GetManagedObjects), asked in one round trip.
+import DBus
 import Glibc
 import RingmasterCore
-import Systemd
 
-struct Status: ParsableCommand {
-    static let configuration = CommandConfiguration(
+struct Status: Subcommand {
+    static let spec = CommandSpec(
+        "status",
         abstract: "Show the services: state, instances running/wanted, pids, uptime, CPU, memory, restarts.",
         discussion: """
             Exit status: 0 if ringmasterd runs (and every named service is running), 3 if \
             ringmasterd or a named service is not running, 4 if a named service does not exist.
-            """)
+            """,
+        arguments: [.init("names", .any, help: "Only these services (default: all).")],
+        options: [.init("json", help: "Print a JSON array of objects instead of the table.")])
 
-    @Argument(help: "Only these services (default: all).")
-    var names: [String] = []
+    var names: [String]
+    var json: Bool
 
-    @Flag(help: "Print a JSON array of objects instead of the table.")
-    var json = false
+    init(_ a: ParsedArguments) {
+        names = a.all("names")
+        json = a.flag("json")
+    }
 
     /// One service's properties, as the table and the JSON show them.
     struct Row {
@@ -38,7 +42,18 @@ struct Status: ParsableCommand {
     func run() throws {
         var code: Int32 = 0
         try withClient(notRunning: ExitCodes.notRunning) { client in
-            let services = try client.listServices()
+            // One write, one round trip: the order (ListServices), every service's properties
+            // (GetManagedObjects), and the manager's for the header line.
+            let header = names.isEmpty && !json
+            var calls = [RingmasterClient.managerCall("ListServices"),
+                         .methodCall(destination: RingmasterBus.name, path: RingmasterBus.managerPath,
+                                     interface: "org.freedesktop.DBus.ObjectManager", member: "GetManagedObjects")]
+            if header {
+                calls.append(RingmasterClient.getAll(path: RingmasterBus.managerPath, interface: RingmasterBus.managerInterface))
+            }
+            let replies = try client.bus.callAll(calls, timeout: RingmasterClient.timeout)
+            let services = RingmasterClient.services(try replies[0].get())
+            let objects = Self.serviceObjects(try replies[1].get())
             var selected: [(name: String, path: String)] = []
             if names.isEmpty {
                 selected = services.map { ($0.name, $0.path) }
@@ -52,18 +67,12 @@ struct Status: ParsableCommand {
                     }
                 }
             }
-            var rows: [Row] = []
-            for s in selected {
-                do {
-                    rows.append(Row(name: s.name, properties: try client.serviceProperties(path: s.path)))
-                } catch let e as BusError where e.name == BusError.unknownObject {
-                    continue // removed by a reload meanwhile
-                }
-            }
+            // A service missing from the objects was removed by a reload meanwhile.
+            let rows = selected.compactMap { s in objects[s.path].map { Row(name: s.name, properties: $0) } }
             if json {
                 output(JSON.array(rows.map(Status.json)).text + "\n")
             } else {
-                if names.isEmpty { output(try header(client, count: rows.count)) }
+                if header { output(Self.header(try replies[2].get(), count: rows.count)) }
                 // Only unknown names asked for: the error lines say it all, no empty table.
                 if !rows.isEmpty || names.isEmpty { output(table(rows)) }
             }
@@ -74,9 +83,24 @@ struct Status: ParsableCommand {
         if code != 0 { throw ExitCode(code) }
     }
 
+    /// The Service interface's properties of every object in a GetManagedObjects reply
+    /// (a{oa{sa{sv}}}), by object path.
+    static func serviceObjects(_ reply: WireMessage) -> [String: [String: BusValue]] {
+        var out: [String: [String: BusValue]] = [:]
+        for entry in reply.body.first?.elements ?? [] {
+            guard case let .dictEntry(path, interfaces) = entry, let path = path.string else { continue }
+            for item in interfaces.elements ?? [] {
+                guard case let .dictEntry(name, properties) = item, name.string == RingmasterBus.serviceInterface,
+                      let dict = properties.stringKeyedDictionary else { continue }
+                out[path] = dict
+            }
+        }
+        return out
+    }
+
     /// "ringmasterd 0.1.0 running, 2 services from /home/u/.config/ringmaster/ringmaster.toml"
-    private func header(_ client: RingmasterClient, count: Int) throws -> String {
-        let manager = try client.managerProperties()
+    private static func header(_ reply: WireMessage, count: Int) -> String {
+        let manager = reply.body.first?.stringKeyedDictionary ?? [:]
         let version = manager["Version"]?.string ?? "?"
         let state = manager["State"]?.string ?? "?"
         let files = (manager["ConfigFiles"]?.elements ?? []).compactMap(\.string)

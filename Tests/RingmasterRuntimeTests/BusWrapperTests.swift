@@ -3,6 +3,17 @@ import Glibc
 import Systemd
 import XCTest
 
+/// A value of every type the daemon's interfaces use, nested.
+private let everyType: [BusValue] = [
+    .dictionary("s", "v", [(.string("n"), .variant(.int32(-7))), (.string("list"), .variant(.strings(["a", "b"])))]),
+    .structure([.string("s"), .int64(-1), .uint64(UInt64.max), .byte(3)]),
+    .array(element: "y", [.byte(0), .byte(255)]),
+    .bool(true), .bool(false), .int16(-2), .uint16(2), .int32(Int32.min), .uint32(UInt32.max), .double(-1.5),
+    .objectPath("/a/b"), .signature("a{sv}"), .string("héllo ✓"),
+    .array(element: "(su)", []), .array(element: "a{sa{sv}}", [.dictionary("s", "a{sv}", [])]),
+    .variant(.variant(.uint64(9))),
+]
+
 /// The sd-bus wrappers (Bus, BusMessage, vtables) against the session's real user bus: a
 /// server on its own thread and sd-event loop, a client on the test's thread.
 final class BusWrapperTests: XCTestCase {
@@ -30,13 +41,7 @@ final class BusWrapperTests: XCTestCase {
         let client = try Bus.user()
 
         // Every type, nested, through the generic reader and writer, both ways.
-        let values: [BusValue] = [
-            .dictionary("s", "v", [(.string("n"), .variant(.int32(-7))), (.string("list"), .variant(.strings(["a", "b"])))]),
-            .structure([.string("s"), .int64(-1), .uint64(UInt64.max)]),
-            .array(element: "y", [.byte(0), .byte(255)]),
-            .bool(true), .int16(-2), .uint16(2), .double(1.5), .objectPath("/a/b"), .signature("a{sv}"),
-            .array(element: "(su)", []),
-        ]
+        let values = everyType
         let reply = try client.call(destination: name, path: "/test", interface: "io.ringmaster.Test",
                                     member: "Echo", [.array(element: "v", values.map { .variant($0) })])
         XCTAssertEqual(try reply.readAll(), [.array(element: "v", values.map { .variant($0) })])
@@ -87,6 +92,67 @@ final class BusWrapperTests: XCTestCase {
         try client.call(destination: name, path: "/test", interface: "io.ringmaster.Test", member: "Emit")
         try client.process { pings == ["hello"] && changed["Counter"] == .uint32(1) }
         withExtendedLifetime((pingMatch, changeMatch)) {}
+    }
+}
+
+extension BusWrapperTests {
+    /// DBus.BusConnection (ringctl's client: the wire protocol in Swift) against sd-bus and
+    /// the real bus: both marshallers must agree on every type, both ways.
+    func testWireClientAgainstSdBus() throws {
+        let name = "io.ringmaster.Test.W\(getpid())"
+        let server = try TestServer.start(name: name)
+        defer { server.stop() }
+        let client = try BusConnection.user()
+        let values = everyType
+        let echo = WireMessage.methodCall(destination: name, path: "/test", interface: "io.ringmaster.Test",
+                                          member: "Echo", [.array(element: "v", values.map { .variant($0) })])
+        let fail = WireMessage.methodCall(destination: name, path: "/test", interface: "io.ringmaster.Test",
+                                          member: "Fail", [.string("io.ringmaster.Test.Error.Nope")])
+        let badSignature = WireMessage.methodCall(destination: name, path: "/test", interface: "io.ringmaster.Test",
+                                                  member: "Fail", [.uint32(1)])
+        // Pipelined: four calls in one write, the replies matched to their calls.
+        let replies = try client.callAll([echo, fail, badSignature, echo])
+        XCTAssertEqual(replies.count, 4)
+        XCTAssertEqual(try replies[0].get().body, [.array(element: "v", values.map { .variant($0) })])
+        XCTAssertEqual(try replies[3].get().body, try replies[0].get().body)
+        XCTAssertThrowsError(try replies[1].get()) { error in
+            XCTAssertEqual(error as? BusError, BusError("io.ringmaster.Test.Error.Nope", "failed on purpose"))
+        }
+        XCTAssertThrowsError(try replies[2].get()) { error in
+            XCTAssertEqual((error as? BusError)?.name, BusError.invalidArgs)
+        }
+        XCTAssertNotNil(client.uniqueName)
+
+        let all = try client.getAllProperties(destination: name, path: Bus.encodePath(prefix: "/test/items", "a-b"),
+                                              interface: "io.ringmaster.Test.Item")
+        XCTAssertEqual(all["Name"], .string("a-b"))
+        XCTAssertTrue(try client.hasOwner(name))
+        XCTAssertFalse(try client.hasOwner(name + ".Nobody"))
+        XCTAssertThrowsError(try client.call(destination: name + ".Nobody", path: "/", interface: "x.Y", member: "Z")) { error in
+            XCTAssertTrue((error as? BusError)?.isNoOwner ?? false, "\(error)")
+        }
+
+        // Signals through a match.
+        try client.addMatch("type='signal',sender='\(name)',path='/test',interface='io.ringmaster.Test',member='Ping'")
+        try client.call(destination: name, path: "/test", interface: "io.ringmaster.Test", member: "Emit")
+        let ping = try client.nextSignal()
+        XCTAssertEqual(ping.member, "Ping")
+        XCTAssertEqual(ping.body, [.string("hello")])
+
+        // No reply in time: a timeout, not a hang.
+        XCTAssertThrowsError(try client.call(destination: name, path: "/test", interface: "io.ringmaster.Test",
+                                             member: "Echo", [.array(element: "v", [])], timeout: 0)) { error in
+            XCTAssertEqual((error as? BusError)?.name, BusError.timeout)
+        }
+    }
+
+    func testWireClientConnectErrors() {
+        XCTAssertThrowsError(try BusConnection(address: "unix:path=/nonexistent/bus")) { error in
+            XCTAssertEqual((error as? BusConnectionError)?.errno, ENOENT)
+        }
+        XCTAssertThrowsError(try BusConnection(address: "tcp:host=localhost,port=1")) { error in
+            XCTAssertEqual((error as? BusConnectionError)?.errno, EINVAL)
+        }
     }
 }
 
