@@ -18,7 +18,9 @@ SESSION   := $(SUDO) env "PATH=$(PATH)" scripts/systemd-session
 
 # Debian packages to build and test (the session adds its own: see
 # `scripts/systemd-session --missing-packages`).
-BUILD_PACKAGES := libsystemd-dev pkgconf python3 curl
+# ringctl links -static-executable: glibc's and libstdc++'s static archives (libc6-dev,
+# libstdc++-12-dev; both usually come with the Swift toolchain's own requirements).
+BUILD_PACKAGES := libsystemd-dev pkgconf python3 curl libc6-dev libstdc++-12-dev
 
 .PHONY: all deps build build-debug demo check unit-test integration-test clean
 
