@@ -15,7 +15,12 @@ public final class Supervisor {
     var sockets: [String: Int32] = [:]
     /// the delegated cgroup subtree (CgroupTree.takeOver()), or nil: process groups only
     public var cgroups: CgroupTree?
-    private(set) var slots: [ServiceSlot] = []
+    private(set) var slots: [ServiceSlot] = [] {
+        didSet { slotsByName = Dictionary(slots.lazy.filter { !$0.retiring }.map { ($0.name, $0) }) { $1 } }
+    }
+    /// The services not being removed, by name: D-Bus property reads look a service up for
+    /// every property, so a scan would make GetManagedObjects O(services²).
+    private var slotsByName: [String: ServiceSlot] = [:]
     var consoleOutputs: [ObjectIdentifier: ConsoleOutput] = [:]
     private(set) var shuttingDown = false
     public var isShuttingDown: Bool { shuttingDown }
@@ -38,6 +43,7 @@ public final class Supervisor {
         self.spawner = spawner
         self.environment = environment
         self.slots = config.services.map { ServiceSlot(config: $0) }
+        slotsByName = Dictionary(slots.map { ($0.name, $0) }) { $1 } // didSet does not run in init
     }
 
 
@@ -75,7 +81,10 @@ public final class Supervisor {
     var allSlots: [ServiceSlot] { slots }
 
     /// A service of the current config by name.
-    public func slot(named name: String) -> ServiceSlot? { slots.first { $0.name == name && !$0.retiring } }
+    public func slot(named name: String) -> ServiceSlot? {
+        // `retiring` is set (by a reload) before the slots are replaced: check it here too.
+        slotsByName[name].flatMap { $0.retiring ? nil : $0 }
+    }
 
     func replaceSlots(_ new: [ServiceSlot]) { slots = new }
 
