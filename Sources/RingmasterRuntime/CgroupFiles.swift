@@ -131,23 +131,30 @@ enum CgroupFS {
 
     /// The names of the directories in `path` (the child cgroups).
     static func subdirectories(_ path: String) -> [String] {
-        guard let dir = opendir(path) else { return [] }
-        defer { closedir(dir) }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            guard entry.pointee.d_type == UInt8(DT_DIR) else { continue }
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-            }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names
+        directoryEntries(opendir(path), directoriesOnly: true)
     }
 
     /// Every pid in `path`'s cgroup.procs and in its descendants'.
     static func processes(_ path: String) -> [Int32] {
-        var pids = (readSmallFile(path + "/cgroup.procs", limit: 1 << 20) ?? "").split(separator: "\n").compactMap { Int32($0) }
-        for sub in CgroupFS.subdirectories(path) { pids += CgroupFS.processes(path + "/" + sub) }
+        let dir = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard dir >= 0 else { return [] }
+        defer { close(dir) }
+        return processes(directory: dir)
+    }
+
+    /// The same, for an open cgroup directory: relative opens, no path walk from the root of
+    /// the hierarchy for each file (this runs per instance on every status call).
+    static func processes(directory: Int32) -> [Int32] {
+        var pids = pidList(readSmallFileBytes("cgroup.procs", limit: 1 << 20, relativeTo: directory) ?? [])
+        let listing = openat(directory, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        let stream = listing >= 0 ? fdopendir(listing) : nil
+        if stream == nil, listing >= 0 { close(listing) }
+        for name in directoryEntries(stream, directoriesOnly: true) {
+            let sub = openat(directory, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            guard sub >= 0 else { continue }
+            pids += processes(directory: sub)
+            close(sub)
+        }
         return pids
     }
 

@@ -269,7 +269,7 @@ public final class InstanceCgroup {
     }
 
     /// The pids in the cgroup and below.
-    public var pids: [Int32] { CgroupFS.processes(path) }
+    public var pids: [Int32] { CgroupFS.processes(directory: fd) }
 
     /// usage_usec of cpu.stat, in ns (present without the cpu controller too).
     public var cpuUsageNSec: UInt64? { CgroupFS.readCPUUsage(path) }

@@ -26,39 +26,52 @@ public struct ProcessMetrics: Equatable, Sendable {
         let pageSize = UInt64(max(sysconf(Int32(_SC_PAGESIZE)), 1))
         while let pid = queue.popLast() {
             guard pid > 0, seen.insert(pid).inserted, seen.count <= 65_536,
-                  let stat = readSmallFile("/proc/\(pid)/stat"),
-                  let fields = statFields(stat), fields.count > 21 else { continue }
-            // fields[0] is field 3 of proc(5) ("state"): field n is fields[n - 3].
-            let cpuTicks = [11, 12, 13, 14].reduce(UInt64(0)) { $0 &+ (UInt64(fields[$1]) ?? 0) }
-            total.cpuNSec &+= cpuTicks &* (1_000_000_000 / ticks)
-            // RSS (field 24): one read we already did. PSS (smaps_rollup) would split shared
-            // pages fairly but walks every page table: ~150 µs a process, on every status call.
-            total.memoryBytes &+= (UInt64(fields[21]) ?? 0) &* pageSize
+                  let stat = readSmallFileBytes("/proc/\(pid)/stat"), let parsed = parseStat(stat) else { continue }
+            total.cpuNSec &+= parsed.cpuTicks &* (1_000_000_000 / ticks)
+            // RSS: from the read we already did. PSS (smaps_rollup) would split shared pages
+            // fairly but walks every page table: ~150 µs a process, on every status call.
+            total.memoryBytes &+= parsed.rssPages &* pageSize
             if descendants { queue += children(of: pid) }
         }
         return total
     }
 
-    /// The children of every thread of `pid`.
-    static func children(of pid: Int32) -> [Int32] {
-        guard let dir = opendir("/proc/\(pid)/task") else { return [] }
-        defer { closedir(dir) }
-        var result: [Int32] = []
-        while let entry = readdir(dir) {
-            let tid = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+    /// From /proc/PID/stat (proc(5)): utime + stime + cutime + cstime (fields 14–17, clock
+    /// ticks; a negative value counts 0) and rss (field 24, pages). Parsed as bytes: this runs
+    /// for every process of every service on each status call. comm (field 2) may hold spaces
+    /// and parentheses, so fields are counted from the last ')'.
+    static func parseStat(_ bytes: [UInt8]) -> (cpuTicks: UInt64, rssPages: UInt64)? {
+        guard let close = bytes.lastIndex(of: UInt8(ascii: ")")) else { return nil }
+        var field = 2
+        var cpuTicks: UInt64 = 0
+        var i = close + 1
+        while i < bytes.count {
+            if bytes[i] <= 32 { i += 1; continue } // separators: space, the final newline
+            field += 1
+            var value: UInt64 = 0
+            var digits = true
+            while i < bytes.count, bytes[i] > 32 {
+                let d = bytes[i] &- UInt8(ascii: "0")
+                if d < 10 { value = value &* 10 &+ UInt64(d) } else { digits = false }
+                i += 1
             }
-            guard Int32(tid) != nil, let text = readSmallFile("/proc/\(pid)/task/\(tid)/children", limit: 65_536) else { continue }
-            result += text.split(separator: " ").compactMap { Int32($0.trimmingSuffix()) }
+            if !digits { value = 0 }
+            switch field {
+            case 14...17: cpuTicks &+= value
+            case 24: return (cpuTicks, value)
+            default: break
+            }
         }
-        return result
+        return nil
     }
 
-    /// The fields after "pid (comm)": comm may hold spaces and parentheses, so split after
-    /// the last ')'.
-    static func statFields(_ stat: String) -> [Substring]? {
-        guard let close = stat.lastIndex(of: ")") else { return nil }
-        return stat[stat.index(after: close)...].split(separator: " ")
+    /// The children of every thread of `pid`.
+    static func children(of pid: Int32) -> [Int32] {
+        var result: [Int32] = []
+        for tid in directoryEntries(opendir("/proc/\(pid)/task"), directoriesOnly: false) where Int32(tid) != nil {
+            if let text = readSmallFileBytes("/proc/\(pid)/task/\(tid)/children", limit: 65_536) { result += pidList(text) }
+        }
+        return result
     }
 
 }
@@ -66,11 +79,16 @@ public struct ProcessMetrics: Equatable, Sendable {
 /// The start of a small file (a /proc or cgroup entry, up to `limit` bytes), or nil if it
 /// cannot be read. Reads through a 4 KiB stack buffer: the cost follows the file's size, not
 /// the limit (a zeroed 1 MiB buffer per cgroup.procs read once made every status call ~7 ms).
-func readSmallFile(_ path: String, limit: Int = 1024) -> String? {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
+func readSmallFile(_ path: String, limit: Int = 1024, relativeTo directory: Int32 = AT_FDCWD) -> String? {
+    readSmallFileBytes(path, limit: limit, relativeTo: directory).map { String(decoding: $0, as: UTF8.self) }
+}
+
+/// `readSmallFile`'s bytes; `path` is relative to the `directory` fd when it is not absolute.
+func readSmallFileBytes(_ path: String, limit: Int = 1024, relativeTo directory: Int32 = AT_FDCWD) -> [UInt8]? {
+    let fd = openat(directory, path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { return nil }
     defer { close(fd) }
-    return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: min(max(limit, 1), 4096)) { chunk -> String? in
+    return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: min(max(limit, 1), 4096)) { chunk -> [UInt8]? in
         var bytes: [UInt8] = []
         while bytes.count < limit {
             let n = read(fd, chunk.baseAddress!, min(chunk.count, limit - bytes.count))
@@ -78,14 +96,42 @@ func readSmallFile(_ path: String, limit: Int = 1024) -> String? {
             if n == 0 { break }
             bytes.append(contentsOf: UnsafeBufferPointer(rebasing: chunk[..<n]))
         }
-        return String(decoding: bytes, as: UTF8.self)
+        return bytes
     }
 }
 
-private extension Substring {
-    func trimmingSuffix() -> Substring {
-        var s = self
-        while let last = s.last, last == "\n" || last == " " { s = s.dropLast() }
-        return s
+/// The names in a directory stream (not "." and ".."), which this closes; [] for nil.
+func directoryEntries(_ dir: OpaquePointer?, directoriesOnly: Bool) -> [String] {
+    guard let dir else { return [] }
+    defer { closedir(dir) }
+    var names: [String] = []
+    while let entry = readdir(dir) {
+        if directoriesOnly, entry.pointee.d_type != UInt8(DT_DIR) { continue }
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+            String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+        }
+        if name != "." && name != ".." { names.append(name) }
     }
+    return names
+}
+
+/// The pids in a whitespace-separated list (cgroup.procs, /proc/PID/task/TID/children).
+func pidList(_ bytes: [UInt8]) -> [Int32] {
+    var pids: [Int32] = []
+    var value: Int32 = 0
+    var inNumber = false
+    for b in bytes {
+        let d = b &- UInt8(ascii: "0")
+        if d < 10 {
+            let (next, overflow) = value.multipliedReportingOverflow(by: 10)
+            value = overflow ? Int32.max : next.addingReportingOverflow(Int32(d)).partialValue
+            inNumber = true
+        } else {
+            if inNumber { pids.append(value) }
+            value = 0
+            inNumber = false
+        }
+    }
+    if inNumber { pids.append(value) }
+    return pids
 }

@@ -36,4 +36,25 @@ final class ProcessMetricsTests: XCTestCase {
     func testGoneProcessesCountNothing() {
         XCTAssertEqual(ProcessMetrics.of(pids: [Int32.max - 1], descendants: true), ProcessMetrics())
     }
+
+    func testStatParsing() {
+        // comm with spaces and parentheses; cutime negative (counts 0); rss is field 24.
+        let stat = "1234 (my (odd) name) S 1 1234 1234 0 -1 4194560 100 0 0 0 7 3 -2 5 20 0 1 0 99 10485760 321 "
+            + "18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n"
+        let parsed = ProcessMetrics.parseStat(Array(stat.utf8))
+        XCTAssertEqual(parsed?.cpuTicks, 7 + 3 + 0 + 5)
+        XCTAssertEqual(parsed?.rssPages, 321)
+        XCTAssertNil(ProcessMetrics.parseStat(Array("1234 (x) S 1 2 3".utf8)), "too short")
+        XCTAssertNil(ProcessMetrics.parseStat(Array("garbage".utf8)))
+        // The real thing: this process.
+        let own = readSmallFileBytes("/proc/self/stat").flatMap(ProcessMetrics.parseStat)
+        XCTAssertGreaterThan(own?.rssPages ?? 0, 0)
+    }
+
+    func testPIDLists() {
+        XCTAssertEqual(pidList(Array("12\n345\n".utf8)), [12, 345])
+        XCTAssertEqual(pidList(Array("7 8 9 ".utf8)), [7, 8, 9])
+        XCTAssertEqual(pidList(Array("".utf8)), [])
+        XCTAssertEqual(pidList(Array("99999999999".utf8)), [Int32.max], "overflow saturates, never traps")
+    }
 }
