@@ -239,7 +239,11 @@ public final class Supervisor {
                 }
             case let .armTimer(timer, deadline):
                 do {
-                    process.timers[timer] = try loop.timer(at: deadline) { [weak self, unowned slot] in
+                    // A restart fires on time: sd-event lets a timer fire as late as its
+                    // accuracy allows (to coalesce wake-ups), and with the default 1 ms a
+                    // zero restart-delay waited up to 1 ms in the loop for nothing.
+                    let accuracy: UInt64 = timer == .restart ? 1 : 1_000
+                    process.timers[timer] = try loop.timer(at: deadline, accuracy: accuracy) { [weak self, unowned slot] in
                         guard let self else { return }
                         slot.processes[a.instance]?.timers[timer] = nil
                         self.handle(.timerFired(timer), instance: a.instance, of: slot)
