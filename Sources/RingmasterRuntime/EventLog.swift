@@ -37,10 +37,55 @@ public final class EventLog {
     public let target: LogTarget
     /// debug events (every instance transition) are written only when asked for
     public var verbose = false
+    /// sees every entry as it goes out, after any hold (tests)
+    public var onEmit: ((LogEvent) -> Void)?
 
     public init(target: LogTarget) { self.target = target }
 
+    // MARK: holding
+
+    /// Entries written during a hold, and the work handed to `afterHold` (STATUS=, D-Bus
+    /// signals), in the order they came.
+    private enum Held {
+        case entry(LogEvent)
+        case call(() -> Void)
+    }
+    private var held: [Held] = []
+    /// nested `hold()`s not yet released
+    public private(set) var holds = 0
+
+    /// Until the matching `release()` (holds nest), entries and `afterHold` work wait:
+    /// the supervisor holds while it spawns, so that a child is exec'd before the daemon
+    /// wakes journald, systemd and dbus-daemon to tell them about it. What is written and
+    /// its order do not change, only when.
+    public func hold() { holds += 1 }
+
+    /// Ends one hold; the last one sends everything that waited, in order.
+    public func release() {
+        precondition(holds > 0, "EventLog.release() without hold()")
+        holds -= 1
+        guard holds == 0, !held.isEmpty else { return }
+        let batch = held
+        held = []
+        for item in batch {
+            switch item {
+            case let .entry(e): emit(e)
+            case let .call(work): work()
+            }
+        }
+    }
+
+    /// Runs `work` now, or, during a hold, after what was written before it.
+    public func afterHold(_ work: @escaping () -> Void) {
+        if holds > 0 { held.append(.call(work)) } else { work() }
+    }
+
     public func write(_ e: LogEvent) {
+        if holds > 0 { held.append(.entry(e)) } else { emit(e) }
+    }
+
+    private func emit(_ e: LogEvent) {
+        onEmit?(e)
         if e.priority == .debug && !verbose && target == .console { return }
         switch target {
         case .journal:

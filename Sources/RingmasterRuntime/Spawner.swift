@@ -89,7 +89,7 @@ public protocol Spawner {
     func spawn(_ request: SpawnRequest) throws(SpawnError) -> SpawnedProcess
 }
 
-/// The real spawner: clone3 → exec in the CRingShims C shim (see spawn.c for why C).
+/// The real spawner: clone3 → exec in the CRingShims C shim (see spawn.c and spawn_child.c).
 public struct PosixSpawner: Spawner {
     public init() {}
 
@@ -98,20 +98,12 @@ public struct PosixSpawner: Spawner {
             throw SpawnError(stage: "exec", errno: ENOENT, file: "")
         }
 
-        // Every C string lives until ring_spawn returns; the child only reads them (and
-        // writes into its own copies of the two reserved slots).
+        // Every C string lives until ring_spawn returns; the child only reads them (it
+        // fills in LISTEN_PID and JOURNAL_STREAM in its own copy of the environment).
         var allocations: [UnsafeMutablePointer<CChar>] = []
         defer { allocations.forEach { free($0) } }
         func cString(_ s: String) -> UnsafeMutablePointer<CChar> {
             let p = strdup(s)!
-            allocations.append(p)
-            return p
-        }
-        /// "NAME=" followed by `room` NUL bytes for the child to fill in.
-        func slot(_ prefix: String, room: Int) -> UnsafeMutablePointer<CChar> {
-            let bytes = Array(prefix.utf8)
-            let p = calloc(bytes.count + room + 1, 1)!.assumingMemoryBound(to: CChar.self)
-            bytes.withUnsafeBytes { UnsafeMutableRawPointer(p).copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
             allocations.append(p)
             return p
         }
@@ -131,12 +123,12 @@ public struct PosixSpawner: Spawner {
         var listenPIDIndex: Int32 = -1
         if request.listenPID {
             listenPIDIndex = Int32(envp.count)
-            envp.append(slot("LISTEN_PID=", room: 20))
+            envp.append(cString("LISTEN_PID="))
         }
         var journalStreamIndex: Int32 = -1
         if request.journalIdentifier != nil {
             journalStreamIndex = Int32(envp.count)
-            envp.append(slot("JOURNAL_STREAM=", room: 42))
+            envp.append(cString("JOURNAL_STREAM="))
         }
         envp.append(nil)
 
@@ -146,7 +138,7 @@ public struct PosixSpawner: Spawner {
         var stage: UnsafePointer<CChar>? = nil
         let extraFDs = request.extraFDs
         let result = argv.withUnsafeBufferPointer { argvBuffer in
-            envp.withUnsafeMutableBufferPointer { envpBuffer in
+            envp.withUnsafeBufferPointer { envpBuffer in
                 extraFDs.withUnsafeBufferPointer { fdBuffer in
                     var c = ring_spawn_request()
                     c.file = UnsafePointer(argvBuffer[0])

@@ -27,13 +27,21 @@ public final class Supervisor {
     private var onStopped: (() -> Void)?
     /// called after every change of state (STATUS=, D-Bus properties)
     public var onChange: (() -> Void)?
-    /// called as a process of an instance starts (exec'd) and as it ends, before the machine
-    /// hears of it — exact, even for an instance that a scale-down drops in the same step
+    /// called as a process of an instance starts (exec'd) and as it ends, in that order — exact,
+    /// even for an instance that a scale-down drops in the same step (after the step, with the
+    /// other announcements: see `holdAnnouncements`)
     public var onProcessEvent: ((_ slot: ServiceSlot, _ instance: Int, _ event: ProcessEvent) -> Void)?
     /// services that changed since the last `takeChangedSlots()` (the D-Bus layer diffs only these)
     private var changedSlots: [ObjectIdentifier: ServiceSlot] = [:]
     private var reconciling = false
     private var reconcileAgain = false
+    /// a change (`onChange`) is waiting for the end of the current hold
+    private var changePending = false
+    /// set by `perform` when it arms a restart timer that is already due
+    private var restartDue = false
+    /// The hold an exit keeps until the restart it made due has spawned (see `childExited`),
+    /// and the defer source that ends it in the next iteration should that restart not come.
+    private var restartHold: EventSource?
 
     public init(config: Config, loop: EventLoop, log: EventLog, spawner: Spawner = PosixSpawner(),
                 environment: ChildEnvironment) {
@@ -61,6 +69,8 @@ public final class Supervisor {
 
     /// Starts every autostart service, each once its dependencies are ready.
     public func start() {
+        holdAnnouncements()
+        defer { releaseAnnouncements() }
         for slot in slots where slot.machine.config.autostart { slot.pendingStart = true }
         reconcile()
     }
@@ -156,7 +166,11 @@ public final class Supervisor {
     func reconcile() {
         if reconciling { reconcileAgain = true; return }
         reconciling = true
-        defer { reconciling = false }
+        holdAnnouncements()
+        defer {
+            reconciling = false
+            releaseAnnouncements()
+        }
         repeat {
             reconcileAgain = false
             var progressed = false
@@ -201,7 +215,7 @@ public final class Supervisor {
             onStopped = nil
             done()
         }
-        onChange?()
+        changed()
     }
 
     private func noteServiceState(_ slot: ServiceSlot) {
@@ -214,7 +228,37 @@ public final class Supervisor {
         var message = "\(slot.name): \(old.rawValue) -> \(state.rawValue)"
         if state == .failed, let why = slot.machine.failureReason { message += " (\(why))" }
         log.write(LogEvent(state == .failed ? .err : .info, "state", message, service: slot.name))
-        slot.onStateChange?(state)
+        log.afterHold { slot.onStateChange?(state) }
+    }
+
+    // MARK: - announcements after the spawn
+
+    /// While held, the daemon's journal entries, the D-Bus signals and, once at the end, the
+    /// change (`onChange`: STATUS=, PropertiesChanged) wait, so that a spawn does not wait
+    /// behind the sendmsg()s that wake journald, systemd and dbus-daemon (each may take the
+    /// CPU from the daemon). Every step of the supervisor holds while it works (`perform`,
+    /// `reconcile`), and a restart from the exit of the old process until the new one has
+    /// spawned (`childExited`): what is announced, and its order, stay the same.
+    func holdAnnouncements() { log.hold() }
+
+    func releaseAnnouncements() {
+        let change = log.holds == 1 && changePending
+        if change { changePending = false }
+        log.release()
+        if change { onChange?() }
+    }
+
+    /// The supervisor changed: tell `onChange` now, or at the end of the hold.
+    private func changed() {
+        if log.holds > 0 { changePending = true } else { onChange?() }
+    }
+
+    /// Ends the hold an exit kept for its restart (after the restart's spawn, or in the next
+    /// iteration at the latest).
+    private func endRestartHold() {
+        guard restartHold != nil else { return }
+        restartHold = nil
+        releaseAnnouncements()
     }
 
     // MARK: - events into the core, actions out
@@ -227,6 +271,8 @@ public final class Supervisor {
 
     func perform(_ actions: [ServiceAction], on slot: ServiceSlot) {
         if !actions.isEmpty { markChanged(slot) }
+        holdAnnouncements()
+        defer { releaseAnnouncements() }
         for a in actions {
             let process = slot.process(a.instance)
             let label = "\(slot.name).\(a.instance)"
@@ -248,11 +294,18 @@ public final class Supervisor {
                 }
             case let .armTimer(timer, deadline):
                 do {
-                    process.timers[timer] = try loop.timer(at: deadline) { [weak self, unowned slot] in
+                    // A restart fires on time: sd-event lets a timer fire as late as its
+                    // accuracy allows (to coalesce wake-ups), and with the default 1 ms a
+                    // zero restart-delay waited up to 1 ms in the loop for nothing.
+                    let accuracy: UInt64 = timer == .restart ? 1 : 1_000
+                    let source = try loop.timer(at: deadline, accuracy: accuracy) { [weak self, unowned slot] in
                         guard let self else { return }
                         slot.processes[a.instance]?.timers[timer] = nil
                         self.handle(.timerFired(timer), instance: a.instance, of: slot)
+                        if timer == .restart { self.endRestartHold() }
                     }
+                    if timer == .restart && deadline <= now { restartDue = true }
+                    process.timers[timer] = source
                 } catch {
                     log.error("timer", "\(label): cannot arm \(timer) timer: \(error)", service: slot.name)
                 }
@@ -344,7 +397,8 @@ public final class Supervisor {
         }
         log.write(LogEvent(.info, "spawned", "\(label) started (pid \(child.pid))",
                            service: cfg.name, instance: index, pid: child.pid))
-        onProcessEvent?(slot, index, .started(pid: child.pid))
+        let pid = child.pid
+        log.afterHold { [weak self] in self?.onProcessEvent?(slot, index, .started(pid: pid)) }
         return .spawned(pid: child.pid)
     }
 
@@ -356,6 +410,23 @@ public final class Supervisor {
 
     private func childExited(_ exit: ChildExit, slot: ServiceSlot, index: Int) {
         guard let process = slot.processes[index], process.pid == exit.pid else { return }
+        // Hold what this exit announces; if it makes a restart due, keep holding until the
+        // restart timer has spawned the replacement, in the next iteration: the timer goes
+        // first among what is ready then (priority -1), the defer source that ends the hold
+        // in any case after it. (That priority cannot starve other sources: the timer is due
+        // again only after another exit was dispatched at the normal priority.)
+        holdAnnouncements()
+        restartDue = false
+        defer {
+            if restartDue, restartHold == nil, let timer = slot.processes[index]?.timers[.restart],
+               (try? timer.setPriority(-1)) != nil,
+               let backstop = try? loop.onDefer(handler: { [weak self] in self?.endRestartHold() }) {
+                restartHold = backstop
+            } else {
+                releaseAnnouncements()
+            }
+            restartDue = false
+        }
         let status = ExitStatus(exit)
         process.pid = nil
         process.child = nil
@@ -367,7 +438,8 @@ public final class Supervisor {
                          service: slot.name, instance: index, pid: exit.pid)
         e.exit = .init(code: status.code.rawValue, status: status.status)
         log.write(e)
-        onProcessEvent?(slot, index, .exited(pid: exit.pid, status))
+        let pid = exit.pid
+        log.afterHold { [weak self] in self?.onProcessEvent?(slot, index, .exited(pid: pid, status)) }
         handle(.processExited(status), instance: index, of: slot)
     }
 

@@ -134,6 +134,16 @@ final class CgroupTests: XCTestCase {
         XCTAssertEqual(cgroupOf(getpid()), mine, "the test process itself stays where it was")
     }
 
+    func testCopyOnWriteCloneFallbackIsBornInTheCgroupToo() throws {
+        let root = try makeTestCgroup()
+        let cgroup = try CgroupTree(path: root).instance(service: "web", index: 1)
+        ring_spawn_use_clone_vm(0)
+        defer { ring_spawn_use_clone_vm(1) }
+        let child = try spawnSleeper(into: cgroup)
+        defer { kill(child.pid, SIGKILL); reap(child) }
+        XCTAssertEqual(cgroupOf(child.pid), mountRelative(root) + "/services/web/1")
+    }
+
     func testForkFallbackJoinsTheCgroupFromTheChild() throws {
         let root = try makeTestCgroup()
         let cgroup = try CgroupTree(path: root).instance(service: "web", index: 0)

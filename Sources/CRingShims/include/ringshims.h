@@ -1,4 +1,4 @@
-/* CRingShims — the C that Swift can't express: the child side of fork→exec, and a few
+/* CRingShims — the C that Swift can't express: the child side of clone→exec, and a few
  * syscalls/macros (clone3, pidfd_*, close_range, CMSG_*) that Swift cannot call directly.
  * Everything here is prefixed ring_ and is Linux-only. */
 #pragma once
@@ -29,15 +29,15 @@ struct ring_spawn_request {
     const char *file;
     /* NULL-terminated. */
     char *const *argv;
-    /* NULL-terminated, the complete environment of the child. The child may rewrite the
-     * two slots below in its own (copied) memory; the parent's strings are never touched. */
-    char **envp;
-    /* Index in envp of an entry "LISTEN_PID=" followed by >= 20 spare bytes, or -1:
-     * the child writes its own getpid() there before exec. */
+    /* NULL-terminated, the complete environment of the child. Neither the array nor its
+     * strings are written to: the child fills in the two entries below in its own copy. */
+    char *const *envp;
+    /* Index in envp of an entry "LISTEN_PID=" (the rest is ignored), or -1: the child puts
+     * "LISTEN_PID=<its own getpid()>" in its place before exec. */
     int listen_pid_index;
-    /* Index in envp of an entry "JOURNAL_STREAM=" followed by >= 42 spare bytes, or -1.
-     * When the child's stderr (else stdout) is a journal stream, the child writes its
-     * "dev:ino" there; otherwise it drops the entry from its environment. */
+    /* Index in envp of an entry "JOURNAL_STREAM=" (the rest is ignored), or -1. When the
+     * child's stderr (else stdout) is a journal stream, the child puts
+     * "JOURNAL_STREAM=<dev>:<ino>" in its place; otherwise it drops the entry. */
     int journal_stream_index;
     /* PATH for the lookup of file; NULL => "/usr/local/bin:/usr/bin:/bin". */
     const char *search_path;
@@ -68,17 +68,27 @@ struct ring_spawn_request {
     unsigned long nofile_soft;
 };
 
-/* Starts req->file. Returns 0 and fills *pid and *pidfd (CLOEXEC) once the exec succeeded
- * (the CLOEXEC error pipe closed without data). Returns -1 with *err_errno and *err_stage
- * (a static string: "exec", "chdir", "setsid", "dup2", "listen_pid", "cgroup" from the child;
- * "clone", "pipe", "pidfd_open" from the parent) when the child failed before or at exec;
- * that child has been reaped already. (Journal connection failures are not errors: the
- * stream falls back.) Thread-safe; does not touch the parent's signal handlers. */
+/* Starts req->file. Returns 0 and fills *pid and *pidfd (CLOEXEC) once the exec succeeded.
+ * Returns -1 with *err_errno and *err_stage (a static string: "exec", "chdir", "setsid",
+ * "dup2", "listen_pid", "cgroup" from the child; "clone", "pipe", "pidfd_open" from the
+ * parent) when the child failed before or at exec; that child has been reaped already.
+ * (Journal connection failures are not errors: the stream falls back.) The calling thread
+ * waits until the child has exec'd or failed. Thread-safe; does not touch the parent's
+ * signal handlers or mask (all signals are blocked in the calling thread while it clones).
+ * How (spawn.c): clone3(CLONE_VM|CLONE_VFORK|CLONE_PIDFD[|CLONE_INTO_CGROUP]) on x86_64;
+ * elsewhere, or where the kernel refuses that, the fallbacks below. */
 int ring_spawn(const struct ring_spawn_request *req, pid_t *pid, int *pidfd,
                int *err_errno, const char **err_stage);
 
-/* For tests: 0 makes ring_spawn use its fallback (fork + pidfd_open) instead of clone3,
- * as on kernels before 5.3 or under seccomp filters that refuse clone3. Not thread-safe. */
+/* For tests: 0 makes ring_spawn skip CLONE_VM|CLONE_VFORK and use its first fallback, a
+ * copy-on-write clone3(CLONE_PIDFD) that reports over a CLOEXEC pipe — the path taken on
+ * other architectures than x86_64 and where the kernel refuses clone3 with CLONE_VM.
+ * Not thread-safe. */
+void ring_spawn_use_clone_vm(int enabled);
+
+/* For tests: 0 makes ring_spawn use its last fallback (fork + pidfd_open) instead of any
+ * clone3, as on kernels before 5.3 or under seccomp filters that refuse clone3. Not
+ * thread-safe. */
 void ring_spawn_use_clone3(int enabled);
 
 /* pidfd_open(2); returns the fd or -1 with errno. */
