@@ -82,6 +82,14 @@ func readSmallFile(_ path: String, limit: Int = 1024) -> String? {
     }
 }
 
+/// The target of a symbolic link (e.g. /proc/self/exe), or nil.
+func readLink(_ path: String) -> String? {
+    var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+    let n = readlink(path, &buf, buf.count - 1)
+    guard n > 0 else { return nil }
+    return String(decoding: buf[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
 private extension Substring {
     func trimmingSuffix() -> Substring {
         var s = self
