@@ -103,4 +103,11 @@ final class SmapsTests: XCTestCase {
             XCTAssertGreaterThan(m.rssKiB, 0)
         }
     }
+
+    func testDelayFromTheEnvironment() {
+        XCTAssertEqual(WorkingSetTrim.delayMS(fromEnvironment: nil), 2000)
+        XCTAssertEqual(WorkingSetTrim.delayMS(fromEnvironment: "300"), 300)
+        XCTAssertEqual(WorkingSetTrim.delayMS(fromEnvironment: "soon"), 2000)
+        XCTAssertNil(WorkingSetTrim.delayMS(fromEnvironment: "0"), "0 turns trimming off")
+    }
 }
