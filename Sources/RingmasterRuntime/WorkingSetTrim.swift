@@ -105,11 +105,11 @@ public final class WorkingSetTrim {
     private func prepare(_ ranges: UnsafeMutableBufferPointer<UInt>) -> Int {
         // As smaps spells it: " (deleted)" appended to both if the file was replaced since.
         guard let executable = readLink("/proc/self/exe"),
-              let text = readSmallFile("/proc/self/smaps", limit: 64 << 20) else { return 0 }
+              let text = Smaps.readHead("/proc/self/smaps", through: executable) else { return 0 }
         let mappings = Smaps.trimmable(Smaps.parse(text), file: executable).prefix(Self.maxMappings)
         guard !mappings.isEmpty else { return 0 }
         count += 1
-        let kib = mappings.reduce(0) { $0 + $1.rssKiB }
+        let kib = mappings.reduce(0) { $0 + ($1.rssKiB ?? 0) }
         log.write(LogEvent(.debug, "trim", "trim \(count) after \(delay / 1000) ms quiet: dropping \(kib) KiB "
                            + "(\(kib * 1024) bytes) of \(executable), \(mappings.count) clean mapping\(mappings.count == 1 ? "" : "s")"))
         for (i, m) in mappings.enumerated() {

@@ -1,3 +1,5 @@
+import Foundation
+import Glibc
 import XCTest
 @testable import RingmasterRuntime
 
@@ -77,9 +79,36 @@ final class SmapsTests: XCTestCase {
         XCTAssertEqual(chosen.map { "\(String($0.start, radix: 16))-\(String($0.end, radix: 16))" }, ["400000-a83000"])
     }
 
+    /// A block cut short (no Anonymous line): nothing is known about copies, so it stays.
+    func testAMappingWithoutAnAnonymousFigureIsLeftAlone() {
+        let text = "00400000-00a83000 r-xp 00000000 fe:00 5325853 \(Self.exe)\nRss:  3712 kB\nPss:  3712 kB\n"
+        let mappings = Smaps.parse(text)
+        XCTAssertEqual(mappings.count, 1)
+        XCTAssertEqual(mappings.first?.rssKiB, 3712)
+        XCTAssertNil(mappings.first?.anonymousKiB)
+        XCTAssertEqual(Smaps.trimmable(mappings, file: Self.exe), [])
+    }
+
     func testAReplacedExecutableIsMatchedAsSmapsSpellsIt() {
         let chosen = Smaps.trimmable(Smaps.parse(Self.sample), file: Self.exe + " (deleted)")
         XCTAssertEqual(chosen.map(\.start), [0x7fd1a6f00000])
+    }
+
+    /// Reading stops at the first mapping after the executable's: the blocks before it are
+    /// whole (each ends where the next header starts), across 4 KiB reads.
+    func testReadHeadStopsAfterTheFilesMappings() throws {
+        let path = NSTemporaryDirectory() + "smaps-\(getpid())"
+        try Self.sample.write(toFile: path, atomically: true, encoding: .utf8)
+        defer { unlink(path) }
+        let head = try XCTUnwrap(Smaps.readHead(path, through: Self.exe))
+        XCTAssertTrue(Self.sample.hasPrefix(head))
+        XCTAssertEqual(Smaps.parse(head).map(\.start), [0x400000, 0xa84000, 0xaa5000])
+        XCTAssertEqual(Smaps.parse(head).last?.anonymousKiB, 28, "the last block is complete")
+
+        let lib = "/usr/lib/x86_64-linux-gnu/libzstd.so.1.5.4"
+        XCTAssertEqual(Smaps.parse(try XCTUnwrap(Smaps.readHead(path, through: lib))).last?.path, lib)
+        XCTAssertEqual(Smaps.readHead(path, through: "/nowhere"), Self.sample, "never seen: the whole file")
+        XCTAssertNil(Smaps.readHead(path + ".missing", through: Self.exe))
     }
 
     func testNoMappingsFromGarbage() {
@@ -97,10 +126,13 @@ final class SmapsTests: XCTestCase {
         let mappings = Smaps.parse(text)
         XCTAssertEqual(mappings.count, text.split(separator: "\n").filter { $0.hasPrefix("VmFlags:") }.count)
         XCTAssertTrue(mappings.contains { $0.path == exe && $0.permissions.contains("x") })
+        let head = try XCTUnwrap(Smaps.readHead("/proc/self/smaps", through: exe))
+        XCTAssertEqual(Smaps.trimmable(Smaps.parse(head), file: exe).map(\.start),
+                       Smaps.trimmable(mappings, file: exe).map(\.start), "the head has all the executable's mappings")
         for m in Smaps.trimmable(mappings, file: exe) {
             XCTAssertFalse(m.isWritable)
             XCTAssertEqual(m.anonymousKiB, 0)
-            XCTAssertGreaterThan(m.rssKiB, 0)
+            XCTAssertGreaterThan(m.rssKiB ?? 0, 0)
         }
     }
 
