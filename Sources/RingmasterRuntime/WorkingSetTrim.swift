@@ -7,7 +7,7 @@ import Systemd
 ///
 /// Start-up (config parsing, the first spawns, the bus set-up) and the control path run a few
 /// MiB of the executable's text once; the kernel maps it 64 KiB at a time (fault-around) and
-/// nothing unmaps it, so it stays in the RSS although idling never runs it — 3.9 of the
+/// nothing unmaps it, so it stays in the RSS although idling never runs it — 3.5 of the
 /// daemon's 9 MiB idle RSS (contrib/bench/analysis.md). A trim `madvise(MADV_DONTNEED)`s the
 /// executable's mappings that `Smaps.trimmable` picks: not writable and without a single
 /// anonymous page, i.e. exactly the file's bytes. The pages stay in the page cache; whatever
