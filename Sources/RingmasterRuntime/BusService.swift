@@ -41,6 +41,8 @@ public final class BusService {
     public init(daemon: Daemon, bus: Bus) throws {
         self.bus = bus
         self.daemon = daemon
+        // Every incoming message (calls, property reads, introspection) is activity.
+        exported.append(try bus.onEveryMessage { [unowned self] in self.daemon.noteActivity() })
         exported.append(try bus.addObject(path: RingmasterBus.managerPath, interface: managerInterface()))
         exported.append(try bus.addFallback(prefix: RingmasterBus.servicePathPrefix, interface: serviceInterface()) {
             [unowned self] path in self.slot(at: path) != nil

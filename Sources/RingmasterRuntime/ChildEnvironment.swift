@@ -15,7 +15,7 @@ public struct ChildEnvironment {
 
     static let daemonOnly: Set<String> = [
         "NOTIFY_SOCKET", "WATCHDOG_PID", "WATCHDOG_USEC", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES",
-        "JOURNAL_STREAM", "INVOCATION_ID", "MANAGERPID",
+        "JOURNAL_STREAM", "INVOCATION_ID", "MANAGERPID", WorkingSetTrim.delayVariable,
     ]
 
     public init(configDirectory: String) throws {

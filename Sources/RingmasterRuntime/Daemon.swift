@@ -28,6 +28,8 @@ public final class Daemon {
     private var passed: [(fd: Int32, name: String)]
     /// the listening sockets and where each came from (activation, fd store, bound)
     private var socketSet = SocketSet()
+    /// drops the executable's clean pages after each quiet period (nil: off)
+    public var workingSetTrim: WorkingSetTrim?
 
     public init(configPath: String, config: Config, loop: EventLoop, log: EventLog,
                 environment: ChildEnvironment, passed: [(fd: Int32, name: String)]) {
@@ -63,6 +65,7 @@ public final class Daemon {
     public func shutdown(then done: @escaping () -> Void) {
         guard state != .stopping else { return }
         setState(.stopping)
+        workingSetTrim?.stop()
         _ = SystemdNotify.send("STOPPING=1\nSTATUS=stopping")
         supervisor.shutdown(then: done)
     }
@@ -128,8 +131,15 @@ public final class Daemon {
         onStateChange?(new)
     }
 
+    /// Something ran that may have faulted in code (a bus message, a supervisor change): the
+    /// working-set trim waits for the next quiet period.
+    public func noteActivity() {
+        workingSetTrim?.noteActivity()
+    }
+
     /// After every change in the supervisor: STATUS=, and READY=1 once everything autostart settled.
     private func changed() {
+        noteActivity()
         let status = statusText()
         var message = ""
         if status != lastStatus {

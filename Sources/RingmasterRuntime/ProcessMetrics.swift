@@ -100,6 +100,14 @@ func readSmallFileBytes(_ path: String, limit: Int = 1024, relativeTo directory:
     }
 }
 
+/// The target of a symbolic link (e.g. /proc/self/exe), or nil.
+func readLink(_ path: String) -> String? {
+    var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+    let n = readlink(path, &buf, buf.count - 1)
+    guard n > 0 else { return nil }
+    return String(decoding: buf[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
 /// The names in a directory stream (not "." and ".."), which this closes; [] for nil.
 func directoryEntries(_ dir: OpaquePointer?, directoriesOnly: Bool) -> [String] {
     guard let dir else { return [] }

@@ -199,6 +199,15 @@ public final class Bus {
         return BusSlot(slot!, owning: box)
     }
 
+    /// Calls `handler` for every incoming message (calls, property reads, introspection,
+    /// signals), before sd-bus dispatches it (sd_bus_add_filter); it cannot stop the dispatch.
+    public func onEveryMessage(_ handler: @escaping () -> Void) throws -> BusSlot {
+        let box = BusCallbackBox(handler)
+        var slot: OpaquePointer?
+        try check(sd_bus_add_filter(handle, &slot, filterTrampoline, box.userdata), "sd_bus_add_filter")
+        return BusSlot(slot!, owning: box)
+    }
+
     /// Processes incoming messages, waiting as needed, until `until()` is true after a
     /// dispatch, or the connection fails (then throws, e.g. ECONNRESET).
     public func process(until: () -> Bool = { false }) throws {
@@ -257,4 +266,10 @@ private let signalTrampoline: sd_bus_message_handler_t = { m, userdata, _ in
     let box = BusCallbackBox<(BusMessage) -> Void>.from(userdata)
     withExtendedLifetime(box) { box.handler(BusMessage(retaining: m)) }
     return 0
+}
+
+private let filterTrampoline: sd_bus_message_handler_t = { _, userdata, _ in
+    let box = BusCallbackBox<() -> Void>.from(userdata)
+    withExtendedLifetime(box) { box.handler() }
+    return 0 // go on: the message is dispatched as usual
 }

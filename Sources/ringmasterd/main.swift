@@ -121,6 +121,10 @@ childEnvironment.raiseFileLimit()
 let daemon = Daemon(configPath: configPath, config: config, loop: loop, log: log,
                     environment: childEnvironment, passed: passed)
 do { try daemon.openSockets() } catch { fail("\(error)") }
+// After each quiet period, drop the executable's clean pages (start-up code, the control path).
+if let delay = WorkingSetTrim.delayMS(fromEnvironment: getenv(WorkingSetTrim.delayVariable).map { String(cString: $0) }) {
+    daemon.workingSetTrim = WorkingSetTrim(loop: loop, log: log, delayMS: delay)
+}
 
 // Delegate=yes: ringmasterd moves into <own cgroup>/supervisor, every instance gets its own.
 switch CgroupTree.takeOver() {

@@ -34,8 +34,9 @@ class DBusTestCase: IntegrationTestCase {
     /// Starts ringmasterd (journal mode) on `toml` and waits until it is on the bus with every
     /// autostart service settled (Manager.State = running).
     @discardableResult
-    func startBusDaemon(_ toml: String, file: StaticString = #filePath, line: UInt = #line) throws -> Daemon {
-        var environment: [String: String] = [:]
+    func startBusDaemon(_ toml: String, environment: [String: String] = [:],
+                        file: StaticString = #filePath, line: UInt = #line) throws -> Daemon {
+        var environment = environment
         if let busAddress { environment["DBUS_SESSION_BUS_ADDRESS"] = busAddress }
         let daemon = try startDaemon(toml, mode: .journal, environment: environment)
         do {

@@ -197,8 +197,10 @@ def brief(w, r):
         return "FAILED"
     if w == "idle":
         st = ", ".join(f"{k} {v['median_ms']:.2f} ms" for k, v in r["status"].items())
+        a = r.get("after_status")
+        after = f"; after {a['queries']} queries RSS {a['rss_kib'] / 1024:.1f} MiB PSS {a['pss_kib'] / 1024:.1f}" if a else ""
         return f"RSS {r['rss_kib'] / 1024:.1f} MiB PSS {r['pss_kib'] / 1024:.1f} ({r['procs']} procs), " \
-               f"CPU {r['cpu_ms_10s']:.2f} ms/10s, {r['wakeups_10s']:.0f} wake-ups; {st}"
+               f"CPU {r['cpu_ms_10s']:.2f} ms/10s, {r['wakeups_10s']:.0f} wake-ups; {st}{after}"
     if w == "start":
         return f"{r['start_ms']:.1f} ms"
     if w == "restart":
@@ -250,7 +252,11 @@ def render(summary, raw, here):
         "Child = `/bin/sleep`. Memory and CPU are the supervisor's own processes (runit: runsvdir + one",
         "runsv per service; s6: s6-svscan + one s6-supervise per service; systemd: the `systemd --user`",
         "manager alone), never the children. RSS counts a shared page once per process; PSS divides it",
-        "among the processes that map it. Status: each tool's own CLI, one fork+exec+exit per query",
+        "among the processes that map it; \"right after the status queries\" is read the moment the last",
+        "status query of the idle workload returned (all of the tools timed below), with no quiet period",
+        "(Ringmaster drops its executable's start-up and control-path text 2 s after its last activity:",
+        "its idle figure is after that trim, the one after the status queries before the next; see Analysis).",
+        "Status: each tool's own CLI, one fork+exec+exit per query",
         "(`sv status` for all 10 services at once; `s6-svstat` and `systemctl --user show` for one).",
         "Logs: to journald for Ringmaster and systemd (journald's ingest is the ceiling, see Analysis),",
         "to a file for the others (supervisord/circus: their log file; runit: svlogd; s6: s6-log).",

@@ -6,9 +6,13 @@ builds the variants and starts this inside scripts/systemd-session.
 For each BINDIR (a build of ringmasterd) and each runtime experiment, ringmasterd runs as the
 bench runs it (a user unit made from units/ringmaster.service, 10 children, --log-target
 journal); after 3 s of settling and 10 s of idling its memory is read from /proc/PID/smaps
-and split by mapping. Experiments (they change how the pages are mapped, not the code):
+and split by mapping; then after 5 `ringctl status`, and again 4 s later (the daemon trims
+its working set 2-2.5 s after the last call). Experiments (they change how the pages are
+mapped, not the code):
 
-  as-is      nothing
+  as-is      nothing: the daemon as shipped, which trims its working set itself
+             (WorkingSetTrim: MADV_DONTNEED over its clean mappings 2 s after the last activity)
+  no-trim    RINGMASTER_TRIM_DELAY_MS=0 in the unit: the daemon without its trim
   pageout    after settling, process_madvise(MADV_PAGEOUT) over every mapping: the clean
              file pages only this process maps are dropped, and the 10 s of idling fault back
              in only what idling touches — the floor that any "map less text" measure can reach
@@ -18,9 +22,8 @@ and split by mapping. Experiments (they change how the pages are mapped, not the
   dontneed   LD_PRELOAD shim around sd_notify(): 2 s after READY=1 (every autostart service
              started), madvise(MADV_DONTNEED) over the executable's clean, read-only
              mappings (its text and read-only data): the start-up code leaves the RSS and
-             stays in the page cache; what runs later faults back in (minor faults). This is
-             the change proposed to the daemon — a few lines after READY=1 — measured without
-             touching its sources
+             stays in the page cache; what runs later faults back in (minor faults). How
+             the trim was measured before the daemon did it itself (with no-trim builds)
   touched    clear_refs after settling, then the pages referenced during the 10 s of idling
              (meaningful for private mappings only: a shared library's pages are marked
              referenced by every process that uses them)
@@ -40,6 +43,8 @@ from benchlib import peers as peerlib  # noqa: E402
 from benchlib import procfs, workloads  # noqa: E402
 
 MADV_RANDOM, MADV_PAGEOUT = 1, 21
+# experiments that run the build as it is with environment variables set in the unit
+ENVIRONMENT = {"no-trim": ["RINGMASTER_TRIM_DELAY_MS=0"]}
 RINGCTL = None  # the same ringctl for every build: it is the daemon that is measured
 SYS_process_madvise = 440
 
@@ -208,6 +213,8 @@ def measure(env, watcher, label, experiment, reps, preload, out):
         peer = peerlib.Ringmaster(env)
         if experiment in preload:
             peer.unit_extra = [f"Environment=LD_PRELOAD={preload[experiment]}"]
+        if experiment in ENVIRONMENT:
+            peer.unit_extra = [f"Environment={e}" for e in ENVIRONMENT[experiment]]
         arg = workloads.IDLE_ARG
         m = workloads.marker(arg)
         workloads.ensure_no_children(arg)
@@ -236,8 +243,11 @@ def measure(env, watcher, label, experiment, reps, preload, out):
             for _ in range(4):
                 subprocess.run(ringctl, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             rss2, _, _ = procfs.memory([pid])
+            # and once the daemon has been quiet again (its trim comes 2-2.5 s after the last call)
+            time.sleep(4)
+            rss3, pss3, _ = procfs.memory([pid])
             results.append({"rss": rss, "pss": pss, "cats": cats, "rss_after_status": rss2,
-                            "first_status_ms": first_ms})
+                            "rss_quiet_again": rss3, "pss_quiet_again": pss3, "first_status_ms": first_ms})
         finally:
             peer.stop()
             watcher.forget(m)
@@ -247,7 +257,8 @@ def measure(env, watcher, label, experiment, reps, preload, out):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("builds", nargs="+", metavar="LABEL=BINDIR")
-    ap.add_argument("--experiments", default="as-is,pageout,random,dontneed,touched")
+    ap.add_argument("--experiments", default="no-trim,as-is,pageout,touched",
+                    help="of no-trim, as-is, pageout, random, dontneed, touched")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "out", "rss"))
     ap.add_argument("--ringctl", required=True, help="the ringctl used for the status queries")
@@ -273,20 +284,21 @@ def main():
             rss = statistics.median(r["rss"] for r in res) / 1024
             pss = statistics.median(r["pss"] for r in res) / 1024
             after = statistics.median(r["rss_after_status"] for r in res) / 1024
+            again = statistics.median(r["rss_quiet_again"] for r in res) / 1024
             first = statistics.median(r["first_status_ms"] for r in res)
             cats = res[len(res) // 2]["cats"]
             key = "Referenced" if exp == "touched" else "Rss"
             detail = "; ".join(f"{c} {v[key] / 1024:.2f}" for c, v in sorted(cats.items(), key=lambda kv: -kv[1][key]) if v[key])
-            rows.append((label, exp, text / 2**20, rss, pss, after, first, detail))
+            rows.append((label, exp, text / 2**20, rss, pss, after, again, first, detail))
             print(f"{label:14s} {exp:8s} .text {text / 2**20:5.2f} MiB  RSS {rss:5.2f} MiB  PSS {pss:5.2f} MiB  "
-                  f"RSS after 5 status {after:5.2f} MiB, first status {first:.1f} ms  "
+                  f"RSS after 5 status {after:5.2f} MiB, 4 s later {again:5.2f} MiB, first status {first:.1f} ms  "
                   f"[{'referenced while idle' if exp == 'touched' else 'RSS'} MiB: {detail}]", flush=True)
     watcher.close()
     print()
-    print("| build | experiment | .text | idle RSS | idle PSS | RSS after 5 `ringctl status` | first `ringctl status` | idle RSS by mapping (MiB) |")
-    print("|---|---|---|---|---|---|---|---|")
-    for label, exp, t, rss, pss, after, first, detail in rows:
-        print(f"| {label} | {exp} | {t:.2f} MiB | {rss:.2f} MiB | {pss:.2f} MiB | {after:.2f} MiB | {first:.1f} ms | {detail} |")
+    print("| build | experiment | .text | idle RSS | idle PSS | RSS after 5 `ringctl status` | 4 s later | first `ringctl status` | idle RSS by mapping (MiB) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for label, exp, t, rss, pss, after, again, first, detail in rows:
+        print(f"| {label} | {exp} | {t:.2f} MiB | {rss:.2f} MiB | {pss:.2f} MiB | {after:.2f} MiB | {again:.2f} MiB | {first:.1f} ms | {detail} |")
 
 
 if __name__ == "__main__":

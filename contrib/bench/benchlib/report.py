@@ -69,6 +69,9 @@ class Summary:
             labels = {l for r in idle for l in r.get("status", {})}
             d["status"] = {l: med([r["status"][l]["median_ms"] for r in idle if l in r.get("status", {})])
                            for l in labels}
+            after = [r["after_status"] for r in idle if r.get("after_status")]
+            d["after_status"] = {k: med([a.get(k) for a in after]) for k in ("rss_kib", "pss_kib", "queries")} \
+                if after else None
             d["status_failures"] = {l: sum(r["status"][l]["failures"] for r in idle if l in r.get("status", {}))
                                     for l in labels}
             # journald's RSS grows with the journal files it maps: the first repetition's
@@ -118,6 +121,14 @@ class Summary:
 
         row("idle, 10 children: RSS of the supervisor's own processes", idle_mem)
         row("idle: PSS", lambda p: NA if self.get(p, "pss_kib") is None else f"{mib(self.get(p, 'pss_kib')):.1f} MiB")
+
+        def after_status(p):
+            a = self.get(p, "after_status")
+            if not a or a["rss_kib"] is None:
+                return NA
+            return f"{mib(a['rss_kib']):.1f} / {mib(a['pss_kib']):.1f} MiB ({a['queries']:.0f} queries)"
+
+        row("idle: RSS / PSS right after the status queries", after_status)
         row("idle: CPU over 10 s", lambda p: fmt_ms(self.get(p, "cpu_ms_10s")))
         row("idle: wake-ups over 10 s (voluntary context switches)",
             lambda p: NA if self.get(p, "wakeups_10s") is None else f"{self.get(p, 'wakeups_10s'):.0f}")
@@ -173,6 +184,8 @@ class Summary:
             rows.append(f"| {name} | " + " | ".join(cells) + " |")
 
         row("idle RSS (MiB)", "idle", lambda r: r and f"{r['rss_kib'] / 1024:.1f}")
+        row("RSS after status queries (MiB)", "idle",
+            lambda r: r and r.get("after_status") and f"{r['after_status']['rss_kib'] / 1024:.1f}")
         row("start 100 (ms)", "start", lambda r: r and f"{r['start_ms']:.0f}")
         row("restart median (ms)", "restart", lambda r: r and (f"{r['median_ms']:.2f}" if r['median_ms'] < 100 else f"{r['median_ms']:.0f}"))
         row("log lines/s (k)", "logs", lambda r: r and f"{r['lines_per_s'] / 1000:.0f}")
@@ -211,8 +224,11 @@ class Summary:
             return NA if ok is None else ("**met**" if ok else "**missed**")
 
         rss = rm["rss_kib"]
+        after = rm.get("after_status")
+        after_text = "" if not after or after["rss_kib"] is None else \
+            f"; {mib(after['rss_kib']):.1f} MiB right after {after['queries']:.0f} status queries"
         out.append(("idle RSS ≤ 6 MiB with 10 children",
-                    NA if rss is None else f"{mib(rss):.1f} MiB (PSS {mib(rm['pss_kib']):.1f})",
+                    NA if rss is None else f"{mib(rss):.1f} MiB (PSS {mib(rm['pss_kib']):.1f}){after_text}",
                     verdict(None if rss is None else rss <= 6 * 1024)))
         s6 = self.get("s6", "start_ms")
         out.append(("start of 100 ≤ s6's time",

@@ -81,7 +81,8 @@ def time_command(argv, n, timeout_s=60):
 # ----------------------------------------------------------------------------------------
 def idle(ctx, peer, wd, tag):
     """10 children; after a settle, the supervisor's own processes over ctx.idle_s seconds:
-    CPU, wake-ups, RSS/PSS at the end; then the control round trips on the same setup."""
+    CPU, wake-ups, RSS/PSS at the end; then the control round trips on the same setup, and
+    RSS/PSS again right after them."""
     arg = IDLE_ARG
     m = marker(arg)
     ensure_no_children(arg)
@@ -121,6 +122,10 @@ def idle(ctx, peer, wd, tag):
             times, failures = time_command(argv, ctx.queries)
             res["status"][label] = {"median_ms": statistics.median(times), "failures": failures,
                                     "argv": argv}
+        # ... and the memory right after them, by the same code as the idle figure: what the
+        # control path faulted in (or allocated) is in it, before any quiet period
+        rss_q, pss_q, _ = procfs.memory(peer.own_pids([m]))
+        res["after_status"] = {"queries": ctx.queries * len(res["status"]), "rss_kib": rss_q, "pss_kib": pss_q}
         return res
     finally:
         peer.stop()
