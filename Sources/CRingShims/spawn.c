@@ -166,20 +166,26 @@ static int child_entry(void *arg) {
     ring_child_main(arg);
 }
 
+/* clone3 arguments for a child with a pidfd, SIGCHLD at its exit and, with cgroup_fd >= 0,
+ * born in that cgroup (CLONE_INTO_CGROUP); `flags` adds to CLONE_PIDFD. */
+static void init_clone_args(struct ring_clone_args *args, uint64_t flags, int *pidfd, int cgroup_fd) {
+    memset(args, 0, sizeof *args);
+    args->flags = CLONE_PIDFD | flags;
+    args->pidfd = (uint64_t)(uintptr_t)pidfd;
+    args->exit_signal = SIGCHLD;
+    if (cgroup_fd >= 0) {
+        args->flags |= CLONE_INTO_CGROUP;
+        args->cgroup = (uint64_t)cgroup_fd;
+    }
+}
+
 /* One clone3 with CLONE_VM|CLONE_VFORK; returns the pid (the child has exec'd or exited
  * when this returns) or -1 with errno. */
 static pid_t clone_vm(struct ring_child_ctx *ctx, void *stack, size_t size, int *pidfd, int cgroup_fd) {
     struct ring_clone_args args;
-    memset(&args, 0, sizeof args);
-    args.flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD;
-    args.pidfd = (uint64_t)(uintptr_t)pidfd;
-    args.exit_signal = SIGCHLD;
+    init_clone_args(&args, CLONE_VM | CLONE_VFORK, pidfd, cgroup_fd);
     args.stack = (uint64_t)(uintptr_t)stack;
     args.stack_size = size;
-    if (cgroup_fd >= 0) {
-        args.flags |= CLONE_INTO_CGROUP;
-        args.cgroup = (uint64_t)cgroup_fd;
-    }
     long r = ring_clone3_vm_raw(&args, clone_args_size(cgroup_fd), child_entry, ctx);
     if (r < 0) {
         errno = (int)-r;
@@ -225,14 +231,7 @@ static pid_t spawn_shared_vm(const struct ring_spawn_request *req, int n_env, in
  * (CLONE_INTO_CGROUP). Returns the pid in the parent, 0 in the child. */
 static pid_t clone_with_pidfd(int *pidfd, int cgroup_fd) {
     struct ring_clone_args args;
-    memset(&args, 0, sizeof args);
-    args.flags = CLONE_PIDFD;
-    args.pidfd = (uint64_t)(uintptr_t)pidfd;
-    args.exit_signal = SIGCHLD;
-    if (cgroup_fd >= 0) {
-        args.flags |= CLONE_INTO_CGROUP;
-        args.cgroup = (uint64_t)cgroup_fd;
-    }
+    init_clone_args(&args, 0, pidfd, cgroup_fd);
     return (pid_t)syscall(SYS_clone3, &args, clone_args_size(cgroup_fd));
 }
 

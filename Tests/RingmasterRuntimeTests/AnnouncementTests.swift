@@ -52,12 +52,7 @@ final class AnnouncementTests: XCTestCase {
     /// everything has, in the order it happened — the same entries as without the hold.
     func testARestartSpawnsBeforeAnythingOfTheExitIsAnnounced() throws {
         let f = try Fixture()
-        f.supervisor.start()
-        try f.run { f.changes > 0 }
-        let first = try XCTUnwrap(f.spawner.spawns.first)
-        let emittedBeforeKill = f.emitted.count
-        let changesBeforeKill = f.changes
-        XCTAssertEqual(kill(first.pid, SIGKILL), 0)
+        let (first, emittedBeforeKill, changesBeforeKill) = try f.startAndKillTheFirst()
 
         try f.run { f.spawner.spawns.count == 2 }
         let second = f.spawner.spawns[1]
@@ -86,11 +81,7 @@ final class AnnouncementTests: XCTestCase {
     /// service is stopped in between): the hold then ends in the next iteration anyway.
     func testAHoldKeptForACancelledRestartEndsInTheNextIteration() throws {
         let f = try Fixture()
-        f.supervisor.start()
-        try f.run { f.changes > 0 }
-        let first = try XCTUnwrap(f.spawner.spawns.first)
-        let emittedBeforeKill = f.emitted.count
-        XCTAssertEqual(kill(first.pid, SIGKILL), 0)
+        let (first, emittedBeforeKill, _) = try f.startAndKillTheFirst()
         // Only the exit's dispatch: the instance waits in backoff for its (due) timer.
         try f.run { f.supervisor.slot(named: "w")?.machine.instances.first?.state == .backoff }
         XCTAssertEqual(f.emitted.count, emittedBeforeKill, "held for the restart")
@@ -139,16 +130,19 @@ private final class Fixture {
         spawner.snapshot = { [unowned self] in (emitted.count, processEvents, changes) }
     }
 
-    /// Runs iterations until `done()` or 10 s have passed.
     func run(until done: () -> Bool, file: StaticString = #filePath, line: UInt = #line) throws {
-        let deadline = monotonicNow() + 10_000_000
-        while !done() {
-            guard monotonicNow() < deadline else {
-                XCTFail("timed out", file: file, line: line)
-                return
-            }
-            try loop.runOnce(timeout: 100_000)
-        }
+        try loop.run(until: done, file: file, line: line)
+    }
+
+    /// Starts `w`, then SIGKILLs its first process; returns that spawn, and how many entries
+    /// and changes had gone out before the kill.
+    func startAndKillTheFirst() throws -> (RecordingSpawner.Spawn, emitted: Int, changes: Int) {
+        supervisor.start()
+        try run { changes > 0 }
+        let first = try XCTUnwrap(spawner.spawns.first)
+        let before = (emitted.count, changes)
+        XCTAssertEqual(kill(first.pid, SIGKILL), 0)
+        return (first, before.0, before.1)
     }
 
     /// Stops everything and reaps the children (so no zombie outlives the test).

@@ -21,24 +21,12 @@ final class EventLoopTests: XCTestCase {
         pthread_sigmask(SIG_SETMASK, &previousMask, nil)
     }
 
-    /// Runs iterations until `done()` or 10 s have passed.
-    private func run(_ loop: EventLoop, until done: () -> Bool, file: StaticString = #filePath, line: UInt = #line) throws {
-        let deadline = monotonicNow() + 10_000_000
-        while !done() {
-            guard monotonicNow() < deadline else {
-                XCTFail("timed out", file: file, line: line)
-                return
-            }
-            try loop.runOnce(timeout: 100_000)
-        }
-    }
-
     func testChildWatchedByPidfdReportsItsExitStatus() throws {
         let loop = try EventLoop()
         let child = try PosixSpawner().spawn(sh("exit 3"))
         var exit: ChildExit?
         let watch = try loop.watchChild(pidfd: child.pidfd) { exit = $0 }
-        try run(loop) { exit != nil }
+        try loop.run { exit != nil }
         XCTAssertEqual(exit, ChildExit(pid: child.pid, code: Int32(CLD_EXITED), status: 3))
         XCTAssertEqual(exit?.description, "exited 3")
         XCTAssertFalse(watch.isActive)
@@ -53,7 +41,7 @@ final class EventLoopTests: XCTestCase {
         var exit: ChildExit?
         let watch = try loop.watchChild(pidfd: child.pidfd) { exit = $0 }
         try watch.sendSignal(SIGTERM)
-        try run(loop) { exit != nil }
+        try loop.run { exit != nil }
         XCTAssertEqual(exit, ChildExit(pid: child.pid, code: Int32(CLD_KILLED), status: SIGTERM))
         XCTAssertEqual(exit?.codeName, "killed")
     }
@@ -79,7 +67,7 @@ final class EventLoopTests: XCTestCase {
         let sources = try [30, 10, 20].map { ms in
             try loop.timer(at: start + UInt64(ms) * 1_000, accuracy: 1) { fired.append(ms) }
         }
-        try run(loop) { fired.count == 3 }
+        try loop.run { fired.count == 3 }
         XCTAssertEqual(fired, [10, 20, 30])
         XCTAssertGreaterThanOrEqual(loop.now, start + 30_000)
         XCTAssertTrue(sources.allSatisfy { !$0.isActive })
@@ -91,7 +79,7 @@ final class EventLoopTests: XCTestCase {
         let cancelled = try loop.timer(at: loop.now + 1_000) { fired.append("cancelled") }
         let kept = try loop.timer(at: loop.now + 5_000) { fired.append("kept") }
         cancelled.cancel()
-        try run(loop) { !fired.isEmpty }
+        try loop.run { !fired.isEmpty }
         XCTAssertEqual(fired, ["kept"])
         _ = kept
     }
@@ -103,9 +91,9 @@ final class EventLoopTests: XCTestCase {
         let usr2 = try loop.onSignal(SIGUSR2) { received.append($0) }
         // Thread-directed, so no other (unblocked) XCTest thread can take it.
         pthread_kill(pthread_self(), SIGUSR2)
-        try run(loop) { received.count == 1 }
+        try loop.run { received.count == 1 }
         pthread_kill(pthread_self(), SIGUSR1)
-        try run(loop) { received.count == 2 }
+        try loop.run { received.count == 2 }
         XCTAssertEqual(received, [SIGUSR2, SIGUSR1])
         _ = (usr1, usr2)
     }
@@ -142,7 +130,7 @@ final class EventLoopTests: XCTestCase {
         let ticker = try loop.onPost { ticks += 1 }
         var timerFired = false
         let timer = try loop.timer(at: loop.now + 20_000) { timerFired = true }
-        try run(loop) { timerFired }
+        try loop.run { timerFired }
         XCTAssertEqual(calls, 1)
         XCTAssertNil(source)
         _ = (ticker, timer)

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import RingmasterRuntime
+import Systemd
 import XCTest
 
 /// A pipe whose both ends are CLOEXEC in the test process (only the child's dup2'd copy
@@ -86,4 +87,18 @@ func monotonicNow() -> UInt64 {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return UInt64(ts.tv_sec) * 1_000_000 + UInt64(ts.tv_nsec) / 1_000
+}
+
+extension EventLoop {
+    /// Runs iterations until `done()`, failing the test after `seconds` (default 10 s).
+    func run(until done: () -> Bool, seconds: UInt64 = 10, file: StaticString = #filePath, line: UInt = #line) throws {
+        let deadline = monotonicNow() + seconds * 1_000_000
+        while !done() {
+            guard monotonicNow() < deadline else {
+                XCTFail("timed out", file: file, line: line)
+                return
+            }
+            try runOnce(timeout: 100_000)
+        }
+    }
 }
