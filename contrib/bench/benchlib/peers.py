@@ -177,7 +177,6 @@ class Ringmaster(Peer):
         super().__init__(env)
         self.unit = None
         self._main_pid = None
-        self.capabilities = None
         self.unit_extra = []
 
     def write_config(self):
@@ -199,18 +198,7 @@ class Ringmaster(Peer):
             run(["systemctl", "--user", "daemon-reload"])
 
     def unit_text(self):
-        """units/ringmaster.service as shipped, with ExecStart= pointing at this build and
-        config, and without [Install]."""
-        src = open(os.path.join(self.env.root, "units", "ringmaster.service")).read()
-        out = []
-        for line in src.splitlines():
-            if line.strip() == "[Install]":
-                break
-            if line.startswith("ExecStart="):
-                line = "ExecStart=" + " ".join(shlex.quote(a) for a in self.argv)
-            out.append(line)
-        out += self.unit_extra  # experiments only (rss-probe): e.g. Environment=LD_PRELOAD=…
-        return "\n".join(out) + "\n"
+        return ringmaster_unit_text(self.env.root, self.argv, self.unit_extra)
 
     def launch(self):
         self._main_pid = None
@@ -223,12 +211,7 @@ class Ringmaster(Peer):
         if not self.unit:
             return self.proc.pid
         if self._main_pid is None:
-            for _ in range(500):
-                pid = int(run(["systemctl", "--user", "show", "-p", "MainPID", "--value", self.unit]).stdout.strip() or 0)
-                if pid:
-                    self._main_pid = pid
-                    break
-                time.sleep(0.01)
+            self._main_pid = unit_main_pid(self.unit)
         return self._main_pid
 
     def stop(self):
@@ -239,43 +222,48 @@ class Ringmaster(Peer):
         os.unlink(os.path.join(self.env.unit_dir, self.unit))
         run(["systemctl", "--user", "daemon-reload"])
 
-    def detect(self):
-        """Which of Ringmaster's control paths exist in this build (they are landing
-        while this benchmark is written): {label: bool}. Only a yes is kept: the bus name
-        is there only while the daemon runs."""
-        caps = dict(self.capabilities or {})
-        if not caps.get("ringctl status"):
-            r = run([os.path.join(self.env.bindir, "ringctl"), "help", "status"], check=False)
-            caps["ringctl status"] = r.returncode == 0 and "ringctl status" in r.stdout
-        if not caps.get("busctl get-property"):
-            caps["busctl get-property"] = run(self.busctl_argv(), check=False).returncode == 0
-        self.capabilities = caps
-        return caps
-
     def busctl_argv(self):
         return ["busctl", "--user", "get-property", "io.ringmaster.Ringmaster1", "/io/ringmaster/Ringmaster1",
                 "io.ringmaster.Ringmaster1.Manager", "Version"]
 
     def status_commands(self):
-        caps = self.detect()
-        out = []
-        if caps.get("ringctl status"):
-            out.append(("ringctl status", [os.path.join(self.env.bindir, "ringctl"), "status"]))
-        if caps.get("busctl get-property"):
-            out.append(("busctl get-property", self.busctl_argv()))
-        return out
+        return [("ringctl status", [os.path.join(self.env.bindir, "ringctl"), "status"]),
+                ("busctl get-property", self.busctl_argv())]
 
     def scale_status_commands(self):
         """For the 1000-service workload: the whole list, through ringctl and raw D-Bus."""
-        out = [c for c in self.status_commands() if c[0] == "ringctl status"]
-        argv = ["busctl", "--user", "call", "io.ringmaster.Ringmaster1", "/io/ringmaster/Ringmaster1",
-                "io.ringmaster.Ringmaster1.Manager", "ListServices"]
-        if run(argv, check=False).returncode == 0:
-            out.append(("busctl call ListServices", argv))
-        return out
+        return [self.status_commands()[0],
+                ("busctl call ListServices", ["busctl", "--user", "call", "io.ringmaster.Ringmaster1",
+                                              "/io/ringmaster/Ringmaster1", "io.ringmaster.Ringmaster1.Manager",
+                                              "ListServices"])]
 
     def log_destination(self, svc):
         return ("journal", svc.name)
+
+
+def ringmaster_unit_text(root, argv, extra=()):
+    """units/ringmaster.service as shipped, with ExecStart= running `argv` and without
+    [Install]; `extra` lines are appended to [Service] (experiments, e.g. rss-probe's
+    Environment=LD_PRELOAD=…)."""
+    out = []
+    for line in open(os.path.join(root, "units", "ringmaster.service")).read().splitlines():
+        if line.strip() == "[Install]":
+            break
+        if line.startswith("ExecStart="):
+            line = "ExecStart=" + " ".join(shlex.quote(a) for a in argv)
+        out.append(line)
+    return "\n".join(out + list(extra)) + "\n"
+
+
+def unit_main_pid(unit, timeout_s=5):
+    """The MainPID of a user unit being started (waits until systemd has one)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        pid = int(run(["systemctl", "--user", "show", "-p", "MainPID", "--value", unit]).stdout.strip() or 0)
+        if pid:
+            return pid
+        time.sleep(0.01)
+    raise RuntimeError(f"{unit}: no MainPID within {timeout_s} s")
 
 
 def toml_str(s):

@@ -17,7 +17,7 @@ import subprocess
 import time
 
 from . import procfs
-from .peers import Svc, run
+from .peers import Svc
 from .report import percentile
 
 SLEEP = "/bin/sleep"
@@ -64,6 +64,17 @@ def wait_children(ctx, arg, n, since_ns, timeout_s):
     return ctx.watcher.execs(m, since_ns)
 
 
+def prepare(ctx, peer, wd, tag, arg, services):
+    """What every workload does first: no leftover `sleep ARG` from a previous peer, exec
+    events of `sleep ARG` watched, the peer configured with `services`. Returns the marker
+    (for ctx.watcher.forget)."""
+    m = marker(arg)
+    ensure_no_children(arg)
+    ctx.watcher.watch(m)
+    peer.configure(wd, tag, services)
+    return m
+
+
 def time_command(argv, n, timeout_s=60):
     """Wall time of n runs of argv (fork+exec+wait, output discarded); ms, and failures."""
     times, failures = [], 0
@@ -84,10 +95,7 @@ def idle(ctx, peer, wd, tag):
     CPU, wake-ups, RSS/PSS at the end; then the control round trips on the same setup, and
     RSS/PSS again right after them."""
     arg = IDLE_ARG
-    m = marker(arg)
-    ensure_no_children(arg)
-    ctx.watcher.watch(m)
-    peer.configure(wd, tag, [Svc("idle", [SLEEP, arg], 10)])
+    m = prepare(ctx, peer, wd, tag, arg, [Svc("idle", [SLEEP, arg], 10)])
     t0 = procfs.mono_ns()
     peer.launch()
     try:
@@ -135,10 +143,7 @@ def idle(ctx, peer, wd, tag):
 def start(ctx, peer, wd, tag, n=100, arg=START_ARG):
     """n children configured; from the launch of the supervisor (systemd: from `systemctl
     --user start --no-block`) until the last of the n has exec'd."""
-    m = marker(arg)
-    ensure_no_children(arg)
-    ctx.watcher.watch(m)
-    peer.configure(wd, tag, [Svc("start", [SLEEP, arg], n)])
+    m = prepare(ctx, peer, wd, tag, arg, [Svc("start", [SLEEP, arg], n)])
     try:
         t0 = procfs.mono_ns()
         peer.launch()
@@ -160,10 +165,7 @@ def restart(ctx, peer, wd, tag):
     run time below which runsv (like s6-supervise) waits 1 s before a restart — that pause is
     crash-loop protection, not the restart path, and a kill within 1 s would time it instead."""
     arg = RESTART_ARG
-    m = marker(arg)
-    ensure_no_children(arg)
-    ctx.watcher.watch(m)
-    peer.configure(wd, tag, [Svc("restart", [SLEEP, arg], 1)])
+    m = prepare(ctx, peer, wd, tag, arg, [Svc("restart", [SLEEP, arg], 1)])
     rng = random.Random()
     times = []
     try:
@@ -331,11 +333,7 @@ def fd_census(pid):
 def scale(ctx, peer, wd, tag, n=1000):
     """Ringmaster with n services of 1 instance: start time, daemon RSS/PSS, status time."""
     arg = SCALE_ARG
-    m = marker(arg)
-    ensure_no_children(arg)
-    ctx.watcher.watch(m)
-    svcs = [Svc(f"s{i:04d}", [SLEEP, arg], 1) for i in range(1, n + 1)]
-    peer.configure(wd, tag, svcs)
+    m = prepare(ctx, peer, wd, tag, arg, [Svc(f"s{i:04d}", [SLEEP, arg], 1) for i in range(1, n + 1)])
     try:
         t0 = procfs.mono_ns()
         peer.launch()
