@@ -26,7 +26,8 @@ public final class ConsoleSink {
     private var droppedLines = 0
     /// readers paused while the queue was over the high-water mark
     private var paused: [() -> Void] = []
-    /// every reader of a child's output still open (for `finish`)
+    /// every reader of a child's output still open: they live here until EOF (and `finish`
+    /// reads them to their end)
     var readers: [ObjectIdentifier: ConsoleOutput] = [:]
 
     var queued: Int { queue.count - head }
