@@ -227,7 +227,6 @@ public final class Supervisor {
         var message = "\(slot.name): \(old.rawValue) -> \(state.rawValue)"
         if state == .failed, let why = slot.machine.failureReason { message += " (\(why))" }
         log.write(LogEvent(state == .failed ? .err : .info, "state", message, service: slot.name))
-        log.afterHold { slot.onStateChange?(state) }
     }
 
     // MARK: - announcements after the spawn
