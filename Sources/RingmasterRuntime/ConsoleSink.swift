@@ -56,7 +56,7 @@ public final class ConsoleSink {
 
     /// Writes (or queues) `bytes`; `own` for the daemon's own lines.
     public func write(_ bytes: [UInt8], own: Bool = false) {
-        guard loop != nil else { blockingWrite(bytes[...]); return }
+        guard loop != nil else { bytes.withUnsafeBytes { writeAll(fd: 2, $0) }; return }
         if own && queued + bytes.count > Self.ownLimit {
             droppedLines += 1
             return
@@ -137,16 +137,5 @@ public final class ConsoleSink {
         let n = droppedLines
         droppedLines = 0
         write(Array("ringmasterd: \(n) of its own lines dropped: nobody read its output\n".utf8), own: true)
-    }
-
-    private func blockingWrite(_ bytes: ArraySlice<UInt8>) {
-        bytes.withUnsafeBytes { raw in
-            var off = 0
-            while off < raw.count {
-                let n = Glibc.write(2, raw.baseAddress! + off, raw.count - off)
-                if n < 0 { if errno == EINTR { continue }; return }
-                off += n
-            }
-        }
     }
 }
