@@ -175,9 +175,8 @@ public final class BusService {
         }
     }
 
-    /// After every reload attempt (D-Bus or SIGHUP): the Reloaded signal. A reload that
-    /// applied has set every service's instances anew: rolling restarts under way stop
-    /// (their extra instance is gone with the new count).
+    /// After every reload attempt (D-Bus or SIGHUP): the Reloaded signal. (Rolling restarts
+    /// under way are the daemon's to cancel: `Daemon.reload`.)
     private func reloaded(ok: Bool, message: String) {
         emit("Reloaded", [.bool(ok), .string(message)])
     }

@@ -134,16 +134,9 @@ enum CgroupFS {
         directoryEntries(opendir(path), directoriesOnly: true)
     }
 
-    /// Every pid in `path`'s cgroup.procs and in its descendants'.
-    static func processes(_ path: String) -> [Int32] {
-        let dir = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard dir >= 0 else { return [] }
-        defer { close(dir) }
-        return processes(directory: dir)
-    }
-
-    /// The same, for an open cgroup directory: relative opens, no path walk from the root of
-    /// the hierarchy for each file (this runs per instance on every status call).
+    /// Every pid in the cgroup.procs of an open cgroup directory and in its descendants':
+    /// relative opens, no path walk from the root of the hierarchy for each file (this runs
+    /// per instance on every status call).
     static func processes(directory: Int32) -> [Int32] {
         var pids = pidList(readSmallFileBytes("cgroup.procs", limit: 1 << 20, relativeTo: directory) ?? [])
         let listing = openat(directory, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)

@@ -86,8 +86,8 @@ public final class CgroupTree {
             return "\(file.isEmpty ? "the directory" : String(file.dropFirst())) is not writable (\(errnoString()))"
         }
         if hasDelegateMark(directory) { return nil }
-        let procs = readSmallFile(directory + "/cgroup.procs", limit: 65536) ?? ""
-        let others = procs.split(separator: "\n").compactMap { Int32($0) }.filter { $0 != getpid() }
+        let procs = readSmallFileBytes(directory + "/cgroup.procs", limit: 65536) ?? []
+        let others = pidList(procs).filter { $0 != getpid() }
         if !others.isEmpty {
             return "\(others.count) other process\(others.count == 1 ? "" : "es") share\(others.count == 1 ? "s" : "") it (no Delegate=yes?)"
         }
@@ -250,7 +250,7 @@ public final class InstanceCgroup {
         }
         var any = false
         for _ in 0..<16 {
-            let pids = CgroupFS.processes(path)
+            let pids = self.pids
             if pids.isEmpty { return true }
             for pid in pids where pid != getpid() {
                 if Glibc.kill(pid, SIGKILL) == 0 { any = true }
@@ -273,7 +273,4 @@ public final class InstanceCgroup {
 
     /// usage_usec of cpu.stat, in ns (present without the cpu controller too).
     public var cpuUsageNSec: UInt64? { CgroupFS.readCPUUsage(path) }
-
-    /// memory.current in bytes; nil without the memory controller (e.g. a hybrid hierarchy).
-    public var memoryCurrent: UInt64? { CgroupFS.readMemoryCurrent(path) }
 }

@@ -12,13 +12,13 @@ final class ConsoleOutput {
     private var source: EventSource?
     private let loop: EventLoop
     private var closed = false
-    private let onClose: (ConsoleOutput) -> Void
     private var sink: ConsoleSink { ConsoleSink.shared }
     /// a line longer than this is cut and written in pieces
     private static let maxLine = 64 * 1024
 
-    /// Returns the write end for the child; the reader registers itself with the loop.
-    static func open(loop: EventLoop, label: String, onClose: @escaping (ConsoleOutput) -> Void) throws -> (ConsoleOutput, writeEnd: Int32) {
+    /// Returns the write end for the child. The reader registers itself with the loop and
+    /// with `ConsoleSink.shared.readers`, which keeps it alive until EOF.
+    static func open(loop: EventLoop, label: String) throws -> Int32 {
         var fds: [Int32] = [-1, -1]
         // pipe2() is not visible from Swift here; the daemon is single-threaded, so nothing can
         // fork between pipe() and the fcntl()s.
@@ -29,7 +29,7 @@ final class ConsoleOutput {
         _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
         // Our end never blocks the loop; the child's end blocks like any ordinary stdout.
         _ = fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK)
-        let out = ConsoleOutput(fd: fds[0], label: label, loop: loop, onClose: onClose)
+        let out = ConsoleOutput(fd: fds[0], label: label, loop: loop)
         do {
             try out.watch()
             ConsoleSink.shared.readers[ObjectIdentifier(out)] = out
@@ -37,14 +37,13 @@ final class ConsoleOutput {
             close(fds[0]); close(fds[1])
             throw error
         }
-        return (out, fds[1])
+        return fds[1]
     }
 
-    private init(fd: Int32, label: String, loop: EventLoop, onClose: @escaping (ConsoleOutput) -> Void) {
+    private init(fd: Int32, label: String, loop: EventLoop) {
         self.fd = fd
         self.prefix = Array((label + " | ").utf8)
         self.loop = loop
-        self.onClose = onClose
     }
 
     private func watch() throws {
@@ -93,7 +92,6 @@ final class ConsoleOutput {
             closed = true
             source = nil
             sink.readers[ObjectIdentifier(self)] = nil
-            onClose(self)
             return false
         }
     }

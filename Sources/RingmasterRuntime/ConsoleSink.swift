@@ -26,7 +26,8 @@ public final class ConsoleSink {
     private var droppedLines = 0
     /// readers paused while the queue was over the high-water mark
     private var paused: [() -> Void] = []
-    /// every reader of a child's output still open (for `finish`)
+    /// every reader of a child's output still open: they live here until EOF (and `finish`
+    /// reads them to their end)
     var readers: [ObjectIdentifier: ConsoleOutput] = [:]
 
     var queued: Int { queue.count - head }
@@ -55,7 +56,7 @@ public final class ConsoleSink {
 
     /// Writes (or queues) `bytes`; `own` for the daemon's own lines.
     public func write(_ bytes: [UInt8], own: Bool = false) {
-        guard loop != nil else { blockingWrite(bytes[...]); return }
+        guard loop != nil else { bytes.withUnsafeBytes { writeAll(fd: 2, $0) }; return }
         if own && queued + bytes.count > Self.ownLimit {
             droppedLines += 1
             return
@@ -136,16 +137,5 @@ public final class ConsoleSink {
         let n = droppedLines
         droppedLines = 0
         write(Array("ringmasterd: \(n) of its own lines dropped: nobody read its output\n".utf8), own: true)
-    }
-
-    private func blockingWrite(_ bytes: ArraySlice<UInt8>) {
-        bytes.withUnsafeBytes { raw in
-            var off = 0
-            while off < raw.count {
-                let n = Glibc.write(2, raw.baseAddress! + off, raw.count - off)
-                if n < 0 { if errno == EINTR { continue }; return }
-                off += n
-            }
-        }
     }
 }

@@ -122,13 +122,17 @@ public func writeStderr(_ s: String) { writeAll(fd: 2, s) }
 
 public func writeAll(fd: Int32, _ s: String) {
     var s = s
-    s.withUTF8 { buf in
-        var off = 0
-        while off < buf.count {
-            let n = Glibc.write(fd, buf.baseAddress! + off, buf.count - off)
-            if n < 0 { if errno == EINTR { continue }; return }
-            off += n
-        }
+    s.withUTF8 { writeAll(fd: fd, UnsafeRawBufferPointer($0)) }
+}
+
+/// Writes all of `bytes` to `fd` (blocking), retrying short writes and EINTR; gives up on
+/// any other error.
+func writeAll(fd: Int32, _ bytes: UnsafeRawBufferPointer) {
+    var off = 0
+    while off < bytes.count {
+        let n = Glibc.write(fd, bytes.baseAddress! + off, bytes.count - off)
+        if n < 0 { if errno == EINTR { continue }; return }
+        off += n
     }
 }
 

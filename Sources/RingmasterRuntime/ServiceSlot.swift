@@ -17,8 +17,6 @@ public final class ServiceSlot {
     /// ProcessMetrics as of one loop iteration (`loop.now`)
     var metricsCache: (at: UInt64, value: ProcessMetrics)?
     public internal(set) var stateChangedRealtime: USec = realtimeNow()
-    /// for the D-Bus layer
-    public var onStateChange: ((ServiceState) -> Void)?
     /// for the D-Bus layer: the service left the config (reload) and its processes are gone
     public var onRemoved: (() -> Void)?
 

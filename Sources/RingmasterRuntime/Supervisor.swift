@@ -21,7 +21,6 @@ public final class Supervisor {
     /// The services not being removed, by name: D-Bus property reads look a service up for
     /// every property, so a scan would make GetManagedObjects O(services²).
     private var slotsByName: [String: ServiceSlot] = [:]
-    var consoleOutputs: [ObjectIdentifier: ConsoleOutput] = [:]
     private(set) var shuttingDown = false
     public var isShuttingDown: Bool { shuttingDown }
     private var onStopped: (() -> Void)?
@@ -228,7 +227,6 @@ public final class Supervisor {
         var message = "\(slot.name): \(old.rawValue) -> \(state.rawValue)"
         if state == .failed, let why = slot.machine.failureReason { message += " (\(why))" }
         log.write(LogEvent(state == .failed ? .err : .info, "state", message, service: slot.name))
-        log.afterHold { slot.onStateChange?(state) }
     }
 
     // MARK: - announcements after the spawn
@@ -364,10 +362,8 @@ public final class Supervisor {
             request.journalIdentifier = cfg.name
         case .console:
             do {
-                let (output, fd) = try ConsoleOutput.open(loop: loop, label: label) { [weak self] out in
-                    self?.consoleOutputs[ObjectIdentifier(out)] = nil
-                }
-                consoleOutputs[ObjectIdentifier(output)] = output
+                // The reader lives on its own (ConsoleSink.shared.readers) until EOF.
+                let fd = try ConsoleOutput.open(loop: loop, label: label)
                 writeEnd = fd
                 request.stdout = fd
                 request.stderr = fd

@@ -52,10 +52,11 @@ final class AnnouncementTests: XCTestCase {
     /// everything has, in the order it happened — the same entries as without the hold.
     func testARestartSpawnsBeforeAnythingOfTheExitIsAnnounced() throws {
         let f = try Fixture()
+        defer { f.shutdown() }
         let (first, emittedBeforeKill, changesBeforeKill) = try f.startAndKillTheFirst()
 
         try f.run { f.spawner.spawns.count == 2 }
-        let second = f.spawner.spawns[1]
+        let second = try XCTUnwrap(f.spawner.spawns.dropFirst().first, "the replacement")
         XCTAssertEqual(second.emitted, emittedBeforeKill, "entries out before the replacement was spawned: \(f.emitted[emittedBeforeKill...])")
         XCTAssertEqual(second.processEvents, [.started(pid: first.pid)])
         XCTAssertEqual(second.changes, changesBeforeKill)
@@ -74,13 +75,13 @@ final class AnnouncementTests: XCTestCase {
                                          .started(pid: second.pid)])
         XCTAssertGreaterThan(f.changes, changesBeforeKill)
         XCTAssertEqual(f.log.holds, 0)
-        try f.shutdown()
     }
 
     /// The restart the hold waits for may be called off before its timer fires (here: the
     /// service is stopped in between): the hold then ends in the next iteration anyway.
     func testAHoldKeptForACancelledRestartEndsInTheNextIteration() throws {
         let f = try Fixture()
+        defer { f.shutdown() }
         let (first, emittedBeforeKill, _) = try f.startAndKillTheFirst()
         // Only the exit's dispatch: the instance waits in backoff for its (due) timer.
         try f.run { f.supervisor.slot(named: "w")?.machine.instances.first?.state == .backoff }
@@ -98,7 +99,6 @@ final class AnnouncementTests: XCTestCase {
             "state: w: backoff -> stopped",
         ])
         XCTAssertEqual(f.spawner.spawns.count, 1, "no restart after the stop")
-        try f.shutdown()
     }
 }
 
@@ -145,11 +145,12 @@ private final class Fixture {
         return (first, before.0, before.1)
     }
 
-    /// Stops everything and reaps the children (so no zombie outlives the test).
-    func shutdown() throws {
+    /// Stops everything and reaps the children, so that none outlives the test (deferred:
+    /// a failed test too).
+    func shutdown() {
         var stopped = false
         supervisor.shutdown { stopped = true }
-        try run { stopped }
+        XCTAssertNoThrow(try run { stopped })
     }
 }
 

@@ -1,4 +1,3 @@
-import CRingShims
 import Foundation
 import Glibc
 @testable import RingmasterRuntime
@@ -134,24 +133,17 @@ final class CgroupTests: XCTestCase {
         XCTAssertEqual(cgroupOf(getpid()), mine, "the test process itself stays where it was")
     }
 
-    func testCopyOnWriteCloneFallbackIsBornInTheCgroupToo() throws {
+    /// The fallbacks too: the copy-on-write clone3 is born there (CLONE_INTO_CGROUP), the fork
+    /// fallback's child joins it before anything else.
+    func testEveryFallbackPathStartsTheChildInItsCgroup() throws {
         let root = try makeTestCgroup()
-        let cgroup = try CgroupTree(path: root).instance(service: "web", index: 1)
-        ring_spawn_use_clone_vm(0)
-        defer { ring_spawn_use_clone_vm(1) }
-        let child = try spawnSleeper(into: cgroup)
-        defer { kill(child.pid, SIGKILL); reap(child) }
-        XCTAssertEqual(cgroupOf(child.pid), mountRelative(root) + "/services/web/1")
-    }
-
-    func testForkFallbackJoinsTheCgroupFromTheChild() throws {
-        let root = try makeTestCgroup()
-        let cgroup = try CgroupTree(path: root).instance(service: "web", index: 0)
-        ring_spawn_use_clone3(0)
-        defer { ring_spawn_use_clone3(1) }
-        let child = try spawnSleeper(into: cgroup)
-        defer { kill(child.pid, SIGKILL); reap(child) }
-        XCTAssertEqual(cgroupOf(child.pid), mountRelative(root) + "/services/web/0")
+        let tree = CgroupTree(path: root)
+        for (index, path) in [SpawnPath.clone3, .fork].enumerated() {
+            let cgroup = try tree.instance(service: "web", index: index)
+            let child = try path.run { try spawnSleeper(into: cgroup) }
+            defer { kill(child.pid, SIGKILL); reap(child) }
+            XCTAssertEqual(cgroupOf(child.pid), mountRelative(root) + "/services/web/\(index)", "\(path)")
+        }
     }
 
     func testAMissingCgroupIsASpawnError() throws {
@@ -162,9 +154,7 @@ final class CgroupTests: XCTestCase {
         XCTAssertThrowsError(try spawnSleeper(into: cgroup)) { error in
             XCTAssertEqual((error as? SpawnError)?.stage, "clone", "\(error)")
         }
-        ring_spawn_use_clone3(0)
-        defer { ring_spawn_use_clone3(1) }
-        XCTAssertThrowsError(try spawnSleeper(into: cgroup)) { error in
+        XCTAssertThrowsError(try SpawnPath.fork.run { try spawnSleeper(into: cgroup) }) { error in
             XCTAssertEqual((error as? SpawnError)?.stage, "cgroup", "\(error)")
         }
     }
@@ -174,7 +164,7 @@ final class CgroupTests: XCTestCase {
         let cgroup = try CgroupTree(path: root).instance(service: "web", index: 0)
         // The grandchild leaves the child's session and process group: kill(-pgid) misses it.
         let child = try spawnSleeper(into: cgroup, script: "setsid sleep 1000 & exec sleep 1000")
-        defer { reap(child) }
+        defer { kill(child.pid, SIGKILL); reap(child) } // (reap alone would wait forever if the kill failed)
         let both = waitUntil { cgroup.pids.count == 2 }
         XCTAssertTrue(both, "child and grandchild in the cgroup: \(cgroup.pids)")
         let grandchild = cgroup.pids.first { $0 != child.pid }
@@ -192,13 +182,16 @@ final class CgroupTests: XCTestCase {
         let root = try makeTestCgroup()
         let tree = CgroupTree(path: root)
         let cgroup = try tree.instance(service: "web", index: 0)
-        let child = try spawnSleeper(into: cgroup, script: "exec sleep 1000")
         let loop = try EventLoop()
+        let child = try spawnSleeper(into: cgroup, script: "exec sleep 1000")
+        var reaped = false
+        defer { if !reaped { kill(child.pid, SIGKILL); reap(child) } }
         tree.removeWhenEmpty(cgroup, loop: loop)
         XCTAssertEqual(tree.pendingRemovalPaths, [cgroup.path], "populated: not removed yet")
         XCTAssertTrue(FileManager.default.fileExists(atPath: cgroup.path))
         kill(child.pid, SIGKILL)
         reap(child)
+        reaped = true
         let gone = waitUntil {
             _ = try? loop.runOnce(timeout: 50_000)
             return !FileManager.default.fileExists(atPath: cgroup.path)

@@ -19,16 +19,19 @@ struct Pipe {
     }
 
     /// Reads until EOF (every writer closed), then closes the read end.
-    func readAll() -> String {
+    func readAll() -> String { Pipe.readAll(fd: read) }
+
+    /// Reads `fd` (a pipe, a stream socket) until EOF, then closes it.
+    static func readAll(fd: Int32) -> String {
         var data = [UInt8]()
         var buffer = [UInt8](repeating: 0, count: 4096)
         while true {
-            let n = Glibc.read(read, &buffer, buffer.count)
+            let n = Glibc.read(fd, &buffer, buffer.count)
             if n < 0 && errno == EINTR { continue }
             if n <= 0 { break }
             data.append(contentsOf: buffer[0..<n])
         }
-        close(read)
+        close(fd)
         return String(decoding: data, as: UTF8.self)
     }
 }
@@ -67,6 +70,19 @@ func runToCompletion(_ request: SpawnRequest, file: StaticString = #filePath, li
 
 func sh(_ script: String, environment: [String] = ["PATH=/usr/bin:/bin"]) -> SpawnRequest {
     SpawnRequest(argv: ["/bin/sh", "-c", script], environment: environment)
+}
+
+/// A stream connection to the unix socket at `path` (CLOEXEC); the caller closes it.
+func connectUnix(_ path: String) throws -> Int32 {
+    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    var sa = sockaddr_un()
+    sa.sun_family = sa_family_t(AF_UNIX)
+    withUnsafeMutableBytes(of: &sa.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
+    let r = withUnsafePointer(to: &sa) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+    }
+    guard r == 0 else { close(fd); throw SpawnError(stage: "connect", errno: errno) }
+    return fd
 }
 
 /// A fresh private directory under /tmp, removed by the caller.

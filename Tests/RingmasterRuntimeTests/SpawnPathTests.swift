@@ -309,15 +309,3 @@ private func closedFD() -> Int32 {
     while fcntl(fd, F_GETFD) != -1 { fd -= 1 }
     return fd
 }
-
-private func connectUnix(_ path: String) throws -> Int32 {
-    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-    var sa = sockaddr_un()
-    sa.sun_family = sa_family_t(AF_UNIX)
-    withUnsafeMutableBytes(of: &sa.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
-    let r = withUnsafePointer(to: &sa) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-    }
-    guard r == 0 else { close(fd); throw SpawnError(stage: "connect", errno: errno) }
-    return fd
-}

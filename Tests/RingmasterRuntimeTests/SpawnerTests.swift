@@ -190,18 +190,8 @@ final class SpawnerTests: XCTestCase {
         let listener = try bindListenSocket(.unix(path: socketPath), backlog: 0)
         defer { close(listener) }
         // One unaccepted connection fills a backlog of 0.
-        let filler = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let filler = try connectUnix(socketPath)
         defer { close(filler) }
-        var sa = sockaddr_un()
-        sa.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(socketPath.utf8)
-        withUnsafeMutableBytes(of: &sa.sun_path) { $0.copyBytes(from: bytes) }
-        let connected = withUnsafePointer(to: &sa) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(filler, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        XCTAssertEqual(connected, 0)
 
         var request = sh("echo out; echo err >&2")
         request.journalIdentifier = "web"
@@ -252,18 +242,6 @@ final class SpawnerTests: XCTestCase {
         XCTAssertEqual(err.readAll(), "")
     }
 
-    func testForkFallbackWhenClone3IsUnavailable() throws {
-        ring_spawn_use_clone3(0)
-        defer { ring_spawn_use_clone3(1) }
-        var request = SpawnRequest(argv: ["sh", "-c", "echo $LISTEN_PID $$"], environment: ["PATH=/usr/bin:/bin"])
-        request.listenPID = true
-        let result = try runToCompletion(request)
-        XCTAssertEqual(result.stdout, "\(result.pid) \(result.pid)\n")
-        XCTAssertThrowsError(try runToCompletion(SpawnRequest(argv: ["/nonexistent/tool"]))) { error in
-            XCTAssertEqual("\(error)", "exec /nonexistent/tool: No such file or directory")
-        }
-    }
-
     func testPidfdSignalHelper() throws {
         let child = try PosixSpawner().spawn(SpawnRequest(argv: ["sleep", "30"]))
         defer { close(child.pidfd) }
@@ -280,20 +258,5 @@ final class SpawnerTests: XCTestCase {
         XCTAssertThrowsError(try PosixSpawner().spawn(SpawnRequest(argv: []))) { error in
             XCTAssertEqual((error as? SpawnError)?.stage, "exec")
         }
-    }
-}
-
-extension Pipe {
-    static func readAll(fd: Int32) -> String {
-        var data = [UInt8]()
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = Glibc.read(fd, &buffer, buffer.count)
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
-            data.append(contentsOf: buffer[0..<n])
-        }
-        close(fd)
-        return String(decoding: data, as: UTF8.self)
     }
 }
