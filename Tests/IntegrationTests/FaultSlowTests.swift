@@ -4,6 +4,7 @@
 // loaded by the daemon itself, then stopped.
 import Foundation
 import Glibc
+import TestSupport
 import XCTest
 
 final class FaultSlowTests: IntegrationTestCase {
@@ -215,13 +216,13 @@ final class FaultSlowTests: IntegrationTestCase {
 
     // MARK: 5,000 services in the daemon
 
-    /// The 5,000-service file of FaultTests, loaded by ringmasterd itself: on the bus and
+    /// The 5,000-service file of FaultTests (ConfigSamples), loaded by ringmasterd itself: on the bus and
     /// `running` (every service stopped: autostart = false) within a second, and gone again
     /// within a few seconds of SIGTERM.
     func testFiveThousandServicesLoadInTheDaemonAndStopAgain() throws {
         let port = try freePort()
         let launched = Date()
-        let daemon = try startDaemon(fiveThousandServices(port: port), mode: .journal)
+        let daemon = try startDaemon(ConfigSamples.fiveThousandServices(port: port), mode: .journal)
         try require("ringmasterd on the bus, running", timeout: 60, poll: 0.02) {
             guard daemon.isRunning else { throw HarnessError("ringmasterd exited: \(daemon.log())") }
             let r = try runCommand(["busctl", "--user", "get-property", API.name, API.managerPath, API.manager, "State"])
