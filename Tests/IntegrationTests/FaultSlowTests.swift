@@ -308,14 +308,9 @@ private final class ConsolePipeDaemon {
             try reader.run()
         }
 
-        var env = ProcessInfo.processInfo.environment
-        for name in ["NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "JOURNAL_STREAM",
-                     "WATCHDOG_USEC", "WATCHDOG_PID", "INVOCATION_ID"] {
-            env[name] = nil
-        }
         daemon.executableURL = URL(fileURLWithPath: try Binaries.ringmasterd())
         daemon.arguments = ["--config", configPath, "--log-target", "console"]
-        daemon.environment = env
+        daemon.environment = Daemon.environment()
         daemon.currentDirectoryURL = URL(fileURLWithPath: directory)
         daemon.standardInput = FileHandle.nullDevice
         daemon.standardOutput = pipe.fileHandleForWriting

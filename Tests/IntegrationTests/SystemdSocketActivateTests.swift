@@ -25,15 +25,11 @@ final class SystemdSocketActivateTests: IntegrationTestCase {
         let config = try writeConfig(toml)
         let stderrPath = dir + "/activate.stderr"
         _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
-        var env = ProcessInfo.processInfo.environment
-        for name in ["NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "WATCHDOG_USEC", "WATCHDOG_PID"] {
-            env[name] = nil
-        }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/systemd-socket-activate")
         p.arguments = ["-l", "127.0.0.1:\(port)", "--fdname=\(fdname)",
                        try Binaries.ringmasterd(), "--config", config, "--log-target", "console"]
-        p.environment = env
+        p.environment = Daemon.environment()
         p.currentDirectoryURL = URL(fileURLWithPath: dir)
         p.standardInput = FileHandle.nullDevice
         let err = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
