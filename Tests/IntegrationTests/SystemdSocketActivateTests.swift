@@ -61,10 +61,7 @@ final class SystemdSocketActivateTests: IntegrationTestCase {
         XCTAssertEqual(reply.status, 200, contents(stderrPath) ?? "")
         XCTAssertEqual(keyValues(reply.body)["service"], web)
         let daemon = p.processIdentifier
-        let workers = try require("2 workers under ringmasterd \(daemon)") { () -> [ProcessInfoEntry]? in
-            let found = Processes.of(service: web).filter { $0.ppid == daemon }
-            return found.count == 2 ? found : nil
-        }
+        let workers = try requireInstances(2, of: web, parent: daemon).values
         for w in workers {
             XCTAssertEqual(w.environment["LISTEN_FDNAMES"], "http")
             XCTAssertEqual(w.environment["LISTEN_FDS"], "1")

@@ -233,22 +233,4 @@ class SystemdUnitTestCase: IntegrationTestCase {
         unit = nil
         try super.tearDownWithError()
     }
-
-    /// Processes of `service` (by RINGMASTER_SERVICE) by instance, the main one of each
-    /// instance being the one whose parent is `daemonPID`.
-    func unitInstances(of service: String, daemonPID: Int32) -> [Int: ProcessInfoEntry] {
-        var out: [Int: ProcessInfoEntry] = [:]
-        for p in Processes.of(service: service) where p.ppid == daemonPID {
-            if let i = p.instance { out[i] = p }
-        }
-        return out
-    }
-
-    func requireUnitInstances(_ count: Int, of service: String, daemonPID: Int32,
-                              timeout: TimeInterval = 20) throws -> [Int: ProcessInfoEntry] {
-        try require("\(count) instances of \(service) under pid \(daemonPID)", timeout: timeout) {
-            let found = self.unitInstances(of: service, daemonPID: daemonPID)
-            return found.keys.sorted() == Array(0..<count) ? found : nil
-        }
-    }
 }

@@ -39,7 +39,7 @@ final class SystemdUnitTests: SystemdUnitTestCase {
         XCTAssertEqual(reply.status, 200)
         XCTAssertEqual(keyValues(reply.body)["service"], web)
         let daemon = try unit.requireActive()
-        _ = try requireUnitInstances(2, of: web, daemonPID: daemon)
+        _ = try requireInstances(2, of: web, parent: daemon)
 
         let show = unit.properties(["Type", "ActiveState", "StatusText", "NFileDescriptorStore", "NotifyAccess"])
         XCTAssertEqual(show["Type"], "notify")
@@ -73,7 +73,7 @@ final class SystemdUnitTests: SystemdUnitTestCase {
         let daemon = try unit.requireActive()
         // Ready means ready: every worker accepts now, no retry needed.
         XCTAssertEqual(try httpGet(port: port).status, 200)
-        XCTAssertEqual(unitInstances(of: web, daemonPID: daemon).count, 3)
+        XCTAssertEqual(instances(of: web, parent: daemon).count, 3)
         let show = unit.properties(["Type", "ActiveState", "StatusText", "NFileDescriptorStore"])
         XCTAssertEqual(show["Type"], "notify")
         XCTAssertEqual(show["ActiveState"], "active")
@@ -95,14 +95,14 @@ final class SystemdUnitTests: SystemdUnitTestCase {
             """)
         try unit.systemctl("start", RingmasterUnit.service)
         let first = try unit.requireActive()
-        let oldWorkers = Set(try requireUnitInstances(2, of: web, daemonPID: first).values.map { String($0.pid) })
+        let oldWorkers = Set(try requireInstances(2, of: web, parent: first).values.map { String($0.pid) })
         try require("NFileDescriptorStore=1") { unit.property("NFileDescriptorStore") == "1" }
 
         let client = HTTPClientLoop(port: port)
         try require("requests served before the restart", timeout: 10) { client.servedCount >= 5 }
         try unit.systemctl("restart", RingmasterUnit.service)
         let second = try unit.requireActive(differentFrom: first)
-        let newWorkers = Set(try requireUnitInstances(2, of: web, daemonPID: second).values.map { String($0.pid) })
+        let newWorkers = Set(try requireInstances(2, of: web, parent: second).values.map { String($0.pid) })
         try require("requests served by the new workers", timeout: 15) { client.servedBy(newWorkers) }
         let result = client.stop()
 
@@ -149,6 +149,6 @@ final class SystemdUnitTests: SystemdUnitTestCase {
         XCTAssertNotEqual(second, first)
         XCTAssertEqual(unit.property("NRestarts"), "1")
         XCTAssertTrue(waitUntil(timeout: 5) { !Processes.isAlive(first) }, "the stalled daemon \(first) is gone")
-        _ = try requireUnitInstances(1, of: ticker, daemonPID: second)
+        _ = try requireInstances(1, of: ticker, parent: second)
     }
 }
