@@ -16,12 +16,7 @@ final class FaultSystemdTests: SystemdUnitTestCase {
             [sockets.http]
             listen = "127.0.0.1:\(port)"
 
-            [services.\(web)]
-            command = ["python3", \(TOML.string(Binaries.examples + "/httpworker.py"))]
-            instances = 2
-            sockets = ["http"]
-            ready = "notify"
-            restart-delay = "10ms"
+            \(httpWorkers(web))
 
             [services.\(bg)]
             command = ["/bin/sh", "-c", "sleep 100000 & exec sleep 100000"]

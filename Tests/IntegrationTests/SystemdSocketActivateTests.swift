@@ -50,11 +50,7 @@ final class SystemdSocketActivateTests: IntegrationTestCase {
             [sockets.http]
             systemd = "http"
 
-            [services.\(web)]
-            command = ["python3", \(TOML.string(Binaries.examples + "/httpworker.py"))]
-            instances = 2
-            sockets = ["http"]
-            ready = "notify"
+            \(httpWorkers(web))
             """)
         // The first connection makes it exec ringmasterd (same pid), which passes the socket on.
         let reply = try HTTPConnection(port: port, timeout: 30).get("/first")

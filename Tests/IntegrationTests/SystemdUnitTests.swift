@@ -6,17 +6,6 @@ import Glibc
 import XCTest
 
 final class SystemdUnitTests: SystemdUnitTestCase {
-    private func httpWorkers(_ svc: String, socket: String, instances: Int = 2) -> String {
-        """
-        [services.\(svc)]
-        command = ["python3", \(TOML.string(Binaries.examples + "/httpworker.py"))]
-        instances = \(instances)
-        sockets = [\(TOML.string(socket))]
-        ready = "notify"
-        restart-delay = "10ms"
-        """
-    }
-
     /// `systemctl --user enable`, then the first connection to ringmaster.socket starts
     /// ringmaster.service, which hands the socket (FileDescriptorName=http) to its workers.
     func testEnabledAndStartedThroughTheSocketUnit() throws {
@@ -26,7 +15,7 @@ final class SystemdUnitTests: SystemdUnitTestCase {
             [sockets.http]
             systemd = "http"
 
-            \(httpWorkers(web, socket: "http"))
+            \(httpWorkers(web))
             """, socketPort: port)
         try unit.systemctl("enable", "--runtime", RingmasterUnit.socket, RingmasterUnit.service)
         XCTAssertEqual(unit.property("UnitFileState"), "enabled-runtime")
@@ -62,7 +51,7 @@ final class SystemdUnitTests: SystemdUnitTestCase {
             [sockets.http]
             listen = "127.0.0.1:\(port)"
 
-            \(httpWorkers(web, socket: "http", instances: 3))
+            \(httpWorkers(web, instances: 3))
 
             [services.\(broken)]
             command = ["/bin/sh", "-c", "exit 3"]
@@ -91,7 +80,7 @@ final class SystemdUnitTests: SystemdUnitTestCase {
             [sockets.http]
             listen = "127.0.0.1:\(port)"
 
-            \(httpWorkers(web, socket: "http"))
+            \(httpWorkers(web))
             """)
         try unit.systemctl("start", RingmasterUnit.service)
         let first = try unit.requireActive()
