@@ -33,6 +33,7 @@ final class FaultSystemdTests: SystemdUnitTestCase {
         }
 
         let client = HTTPClientLoop(port: port)
+        defer { client.stop() }
         try require("requests served before the kill", timeout: 10) { client.servedCount >= 20 }
         let servedBefore = client.servedCount
         let killedAt = Date()

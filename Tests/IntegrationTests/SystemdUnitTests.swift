@@ -88,6 +88,7 @@ final class SystemdUnitTests: SystemdUnitTestCase {
         try require("NFileDescriptorStore=1") { unit.property("NFileDescriptorStore") == "1" }
 
         let client = HTTPClientLoop(port: port)
+        defer { client.stop() }
         try require("requests served before the restart", timeout: 10) { client.servedCount >= 5 }
         try unit.systemctl("restart", RingmasterUnit.service)
         let second = try unit.requireActive(differentFrom: first)
