@@ -33,9 +33,12 @@ let package = Package(
         // one static executable: no dynamic loading, ~1 ms to start (docs/benchmarks.md).
         .executableTarget(name: "ringctl", dependencies: ["RingmasterCore", "DBus"],
                           linkerSettings: [.unsafeFlags(["-static-executable"])]),
-        .testTarget(name: "RingmasterCoreTests", dependencies: ["RingmasterCore"]),
+        // What more than one test target needs: a seeded generator, config samples and their
+        // mutations (no dependency on the code under test).
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "RingmasterCoreTests", dependencies: ["RingmasterCore", "TestSupport"]),
         .testTarget(name: "DBusTests", dependencies: ["DBus"]),
         .testTarget(name: "RingmasterRuntimeTests", dependencies: ["RingmasterRuntime", "RingmasterCore", "Systemd", "DBus"]),
-        .testTarget(name: "IntegrationTests", dependencies: []),
+        .testTarget(name: "IntegrationTests", dependencies: ["TestSupport"]),
     ]
 )

@@ -41,17 +41,11 @@ final class Daemon {
         let binary = try Binaries.ringmasterd()
         switch mode {
         case .console, .journal:
-            var env = ProcessInfo.processInfo.environment
-            for name in ["NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "JOURNAL_STREAM",
-                         "WATCHDOG_USEC", "WATCHDOG_PID", "INVOCATION_ID"] {
-                env[name] = nil
-            }
-            for (k, v) in environment { env[k] = v.isEmpty ? nil : v }
             _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
             let p = Process()
             p.executableURL = URL(fileURLWithPath: binary)
             p.arguments = ["--config", configPath] + (mode == .journal ? ["--log-target", "journal"] : []) + arguments
-            p.environment = env
+            p.environment = Self.environment(environment)
             p.currentDirectoryURL = URL(fileURLWithPath: directory)
             p.standardInput = FileHandle.nullDevice
             let err = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
@@ -80,6 +74,19 @@ final class Daemon {
                 return p > 0 ? p : nil
             }
         }
+    }
+
+    /// The test's own environment without what systemd passes to a service (NOTIFY_SOCKET,
+    /// LISTEN_*, JOURNAL_STREAM, WATCHDOG_*, INVOCATION_ID: a ringmasterd the test starts must
+    /// not think systemd started it), with `changes` applied (an empty value removes).
+    static func environment(_ changes: [String: String] = [:]) -> [String: String] {
+        var env = ProcessInfo.processInfo.environment
+        for name in ["NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "JOURNAL_STREAM",
+                     "WATCHDOG_USEC", "WATCHDOG_PID", "INVOCATION_ID"] {
+            env[name] = nil
+        }
+        for (k, v) in changes { env[k] = v.isEmpty ? nil : v }
+        return env
     }
 
     // MARK: state

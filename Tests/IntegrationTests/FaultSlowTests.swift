@@ -4,6 +4,7 @@
 // loaded by the daemon itself, then stopped.
 import Foundation
 import Glibc
+import TestSupport
 import XCTest
 
 final class FaultSlowTests: IntegrationTestCase {
@@ -138,8 +139,8 @@ final class FaultSlowTests: IntegrationTestCase {
         let path = try writeConfig(floodConfig(flood: flood, other: other))
         let daemon = try ConsolePipeDaemon(configPath: path, directory: dir, floodPrefix: "\(flood).0 | ")
         defer { daemon.stop() }
-        let floodPID = try require("\(flood) running") { Processes.of(service: flood).first { $0.ppid == daemon.pid }?.pid }
-        try require("\(other) running") { Processes.of(service: other).contains { $0.ppid == daemon.pid } }
+        let floodPID = try requireInstances(1, of: flood, parent: daemon.pid)[0]!.pid
+        _ = try requireInstances(1, of: other, parent: daemon.pid)
         let before = try ProcSample.require(daemon.pid)
 
         let watched = try watchFlood(floodPID: floodPID, daemonPID: daemon.pid, timeout: 300)
@@ -192,8 +193,8 @@ final class FaultSlowTests: IntegrationTestCase {
             """)
         let daemon = try ConsolePipeDaemon(configPath: path, directory: dir, floodPrefix: nil)
         defer { daemon.stop() }
-        let chattyPID = try require("\(chatty) running") { Processes.of(service: chatty).first { $0.ppid == daemon.pid }?.pid }
-        let sleeperPID = try require("\(sleeper) running") { Processes.of(service: sleeper).first { $0.ppid == daemon.pid }?.pid }
+        let chattyPID = try requireInstances(1, of: chatty, parent: daemon.pid)[0]!.pid
+        let sleeperPID = try requireInstances(1, of: sleeper, parent: daemon.pid)[0]!.pid
         // Everything between the chatty child and the unread pipe is full: it blocks writing.
         try require("\(chatty) blocked writing its output", timeout: 10, poll: 0.05) {
             (contents("/proc/\(chattyPID)/wchan") ?? "").contains("pipe_write")
@@ -203,7 +204,7 @@ final class FaultSlowTests: IntegrationTestCase {
         XCTAssertEqual(status.status, 0, "ringctl status got no answer (\(status.status == 124 ? "timed out after 5 s" : "exit \(status.status)"))")
         XCTAssertEqual(kill(sleeperPID, SIGKILL), 0)
         let replaced = waitUntil(timeout: 5) {
-            Processes.of(service: sleeper).contains { $0.ppid == daemon.pid && $0.pid != sleeperPID }
+            self.instances(of: sleeper, parent: daemon.pid)[0].map { $0.pid != sleeperPID } ?? false
         }
         XCTAssertTrue(replaced, "the killed \(sleeper) was not replaced")
         XCTAssertEqual(ProcTable.zombies(of: daemon.pid), [], "unreaped children of ringmasterd")
@@ -215,13 +216,13 @@ final class FaultSlowTests: IntegrationTestCase {
 
     // MARK: 5,000 services in the daemon
 
-    /// The 5,000-service file of FaultTests, loaded by ringmasterd itself: on the bus and
+    /// The 5,000-service file of FaultTests (ConfigSamples), loaded by ringmasterd itself: on the bus and
     /// `running` (every service stopped: autostart = false) within a second, and gone again
     /// within a few seconds of SIGTERM.
     func testFiveThousandServicesLoadInTheDaemonAndStopAgain() throws {
         let port = try freePort()
         let launched = Date()
-        let daemon = try startDaemon(fiveThousandServices(port: port), mode: .journal)
+        let daemon = try startDaemon(ConfigSamples.fiveThousandServices(port: port), mode: .journal)
         try require("ringmasterd on the bus, running", timeout: 60, poll: 0.02) {
             guard daemon.isRunning else { throw HarnessError("ringmasterd exited: \(daemon.log())") }
             let r = try runCommand(["busctl", "--user", "get-property", API.name, API.managerPath, API.manager, "State"])
@@ -307,14 +308,9 @@ private final class ConsolePipeDaemon {
             try reader.run()
         }
 
-        var env = ProcessInfo.processInfo.environment
-        for name in ["NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "JOURNAL_STREAM",
-                     "WATCHDOG_USEC", "WATCHDOG_PID", "INVOCATION_ID"] {
-            env[name] = nil
-        }
         daemon.executableURL = URL(fileURLWithPath: try Binaries.ringmasterd())
         daemon.arguments = ["--config", configPath, "--log-target", "console"]
-        daemon.environment = env
+        daemon.environment = Daemon.environment()
         daemon.currentDirectoryURL = URL(fileURLWithPath: directory)
         daemon.standardInput = FileHandle.nullDevice
         daemon.standardOutput = pipe.fileHandleForWriting

@@ -16,20 +16,15 @@ final class FaultSystemdTests: SystemdUnitTestCase {
             [sockets.http]
             listen = "127.0.0.1:\(port)"
 
-            [services.\(web)]
-            command = ["python3", \(TOML.string(Binaries.examples + "/httpworker.py"))]
-            instances = 2
-            sockets = ["http"]
-            ready = "notify"
-            restart-delay = "10ms"
+            \(httpWorkers(web))
 
             [services.\(bg)]
             command = ["/bin/sh", "-c", "sleep 100000 & exec sleep 100000"]
             """)
         try unit.systemctl("start", RingmasterUnit.service)
         let first = try unit.requireActive()
-        let oldWorkers = Set(try requireUnitInstances(2, of: web, daemonPID: first).values.map { String($0.pid) })
-        _ = try requireUnitInstances(1, of: bg, daemonPID: first)
+        let oldWorkers = Set(try requireInstances(2, of: web, parent: first).values.map { String($0.pid) })
+        _ = try requireInstances(1, of: bg, parent: first)
         try require("NFileDescriptorStore=1") { unit.property("NFileDescriptorStore") == "1" }
         // Its children and bg's grandchild (a child of the `sleep` that bg exec'd).
         let old = try require("the old daemon's 4 processes") { () -> [ProcessInfoEntry]? in
@@ -38,6 +33,7 @@ final class FaultSystemdTests: SystemdUnitTestCase {
         }
 
         let client = HTTPClientLoop(port: port)
+        defer { client.stop() }
         try require("requests served before the kill", timeout: 10) { client.servedCount >= 20 }
         let servedBefore = client.servedCount
         let killedAt = Date()
@@ -51,7 +47,7 @@ final class FaultSystemdTests: SystemdUnitTestCase {
         // systemd killed them (nothing in ringmasterd's children asks to die with it), before
         // it started the new daemon (RestartSec=500ms).
         XCTAssertLessThan(goneAfter, activeAfter, "the old processes outlived the restart")
-        let newWorkers = Set(try requireUnitInstances(2, of: web, daemonPID: second).values.map { String($0.pid) })
+        let newWorkers = Set(try requireInstances(2, of: web, parent: second).values.map { String($0.pid) })
         try require("requests served by the new workers", timeout: 15) { client.servedBy(newWorkers) }
         let servingAfter = Date().timeIntervalSince(killedAt)
         let result = client.stop()

@@ -4,6 +4,7 @@
 // and nothing left behind (IntegrationTestCase's tearDown checks for leftovers).
 import Foundation
 import Glibc
+import TestSupport
 import XCTest
 
 final class FaultTests: IntegrationTestCase {
@@ -192,45 +193,33 @@ final class FaultTests: IntegrationTestCase {
 
     // MARK: config files
 
-    /// `ringctl check` on 300 seeded mutations of a valid file: it never crashes, and its
-    /// verdict is either `FILE: OK (…)` with status 0, or status 1 with every line of its
-    /// stderr `FILE:LINE:COLUMN: message` at a line and column inside the file. (The 10,000
-    /// mutations through the parser itself are RingmasterCoreTests.FaultConfigFuzzTests.)
+    /// `ringctl check` on 300 seeded mutations of the fuzzing's seed files (the same mutations
+    /// as RingmasterCoreTests.FaultConfigFuzzTests, which puts 10,000 through the parser
+    /// itself): it never crashes or hangs, and its verdict is either `FILE: OK (…)` with status
+    /// 0, or status 1 with every line of its stderr `FILE:LINE:COLUMN: message` at a line and
+    /// column inside the file.
     func testRingctlCheckOnMutatedFilesNeverCrashesAndAlwaysGivesAPosition() throws {
         let ringctl = try Binaries.ringctl()
-        var rng = SeededGenerator(state: 0xFA01_7C0F_F1E5)
-        let seed = Array(validConfig.utf8)
-        let punctuation = Array("[]{}\"'=.,#\n\t\\ -_:0123456789absx".utf8) + [0x00, 0xC3, 0xFF]
+        var rng = SplitMix64(state: 0xFA01_7C0F_F1E5)
+        let seeds = ConfigSamples.seeds.map { Array($0.utf8) }
         var accepted = 0, rejected = 0, positions = 0
         let started = Date()
         for round in 0..<300 {
-            var bytes = seed
-            for _ in 0..<Int.random(in: 1...3, using: &rng) where !bytes.isEmpty {
-                let i = Int.random(in: 0..<bytes.count, using: &rng)
-                switch Int.random(in: 0..<5, using: &rng) {
-                case 0: bytes[i] = UInt8.random(in: 0...255, using: &rng)
-                case 1: bytes.insert(punctuation.randomElement(using: &rng)!, at: i)
-                case 2: bytes.removeSubrange(i..<min(bytes.count, i + Int.random(in: 1...30, using: &rng)))
-                case 3: bytes.removeSubrange(i...)
-                default:
-                    let span = bytes[i..<min(bytes.count, i + Int.random(in: 1...60, using: &rng))]
-                    bytes.insert(contentsOf: span, at: Int.random(in: 0...bytes.count, using: &rng))
-                }
-            }
+            var bytes = seeds.randomElement(using: &rng)!
+            for _ in 0..<Int.random(in: 1...3, using: &rng) { ConfigSamples.mutate(&bytes, rng: &rng) }
             let file = dir + "/m\(round).toml"
             _ = FileManager.default.createFile(atPath: file, contents: Data(bytes))
-            let out = dir + "/m\(round).out"
-            let r = try timedRun([ringctl, "check", file], output: out)
-            let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+            let r = try runCommand([ringctl, "check", file], timeout: 10)
             let lines = bytes.split(separator: 0x0A, omittingEmptySubsequences: false)
             switch r.status {
             case 0:
                 accepted += 1
-                XCTAssertTrue(text.hasPrefix("\(file): OK ("), "round \(round): \(text)")
+                XCTAssertTrue(r.stdout.hasPrefix("\(file): OK ("), "round \(round): \(r.stdout)\(r.stderr)")
             case 1:
                 rejected += 1
-                let said = text.split(separator: "\n")
+                let said = r.stderr.split(separator: "\n")
                 XCTAssertFalse(said.isEmpty, "round \(round): rejected without a word")
+                XCTAssertEqual(r.stdout, "", "round \(round)")
                 for line in said {
                     guard line.hasPrefix(file + ":") else { XCTFail("round \(round): not FILE:LINE:COLUMN: \(line)"); continue }
                     let parts = line.dropFirst(file.count + 1).split(separator: ":", maxSplits: 2)
@@ -244,7 +233,7 @@ final class FaultTests: IntegrationTestCase {
                     positions += 1
                 }
             default:
-                XCTFail("round \(round): ringctl check exited \(r.status) on \(file):\n\(text)")
+                XCTFail("round \(round): ringctl check exited \(r.status) on \(file):\n\(r.stdout)\(r.stderr)")
                 try? FileManager.default.copyItem(atPath: file, toPath: "/tmp/ringmaster-fault-crash-\(round).toml")
             }
         }
@@ -258,7 +247,7 @@ final class FaultTests: IntegrationTestCase {
     /// release build, ~0.5 s with the debug one — the limit leaves a margin for a slow or
     /// busy machine, not for a slower parser.
     func testFiveThousandServiceConfigIsCheckedInUnderASecond() throws {
-        let file = try writeConfig(fiveThousandServices(port: 18_080), name: "big.toml")
+        let file = try writeConfig(ConfigSamples.fiveThousandServices(port: 18_080), name: "big.toml")
         var best = Double.infinity
         for _ in 0..<3 {
             let r = try timedRun([try Binaries.ringctl(), "check", file], output: dir + "/big.out")
@@ -269,61 +258,4 @@ final class FaultTests: IntegrationTestCase {
         XCTAssertLessThan(best, 1.0)
         figure("5,000-service config", "ringctl check (best of 3, \(binaryFlavour))", String(format: "%.3f s (limit 1 s)", best))
     }
-}
-
-/// A valid file using every key (the seed of the mutations).
-let validConfig = """
-    # a stack
-    [sockets.http]
-    listen = "127.0.0.1:8080"
-    [sockets.admin]
-    systemd = "admin"
-
-    [services.web]
-    command = ["python3", "-m", "app", "--fd", "{socket.http.fd}"]
-    instances = 4
-    sockets = ["http", "admin"]
-    ready = "notify"
-    restart = "always"
-    restart-delay = "100ms"
-    restart-delay-max = "30s"
-    stable-after = "1h 30min"
-    start-limit = { count = 5, interval = "10s" }
-    stop-signal = "TERM"
-    stop-timeout = "1.5s"
-    environment = { APP_ENV = "production", 'quoted key' = "\\u00e9" }
-    working-directory = "~/src/app"
-    after = ["db"]
-    autostart = true
-
-    [services.db]
-    command = "exec postgres -D ~/pg"
-    shell = true
-    restart = "on-failure"
-
-    [services.worker]
-    command = ["worker", "--queue=default"]
-    instances = 2
-    after = ["db", "web"]
-    """
-
-/// 5,000 services, autostart off, each after the one before and (past the tenth) after the
-/// one at half its number: a long chain and a wide fan-in.
-func fiveThousandServices(port: UInt16, command: String = "[\"/usr/bin/app\", \"--id\", \"ID\", \"--fd\", \"{socket.http.fd}\"]") -> String {
-    var text = "[sockets.http]\nlisten = \"127.0.0.1:\(port)\"\n"
-    for i in 0..<5_000 {
-        text += """
-
-            [services.svc-\(i)]
-            command = \(command.replacingOccurrences(of: "ID", with: String(i)))
-            instances = \(i % 4 + 1)
-            sockets = ["http"]
-            restart-delay = "\(i % 900 + 100)ms"
-            environment = { ID = "\(i)", ROLE = "worker" }
-            after = [\(i == 0 ? "" : "\"svc-\(i - 1)\"")\(i > 10 ? ", \"svc-\(i / 2)\"" : "")]
-            autostart = false
-
-            """
-    }
-    return text
 }

@@ -10,12 +10,7 @@ final class HTTPTests: IntegrationTestCase {
             [sockets.http]
             listen = "127.0.0.1:\(port)"
 
-            [services.\(svc)]
-            command = ["python3", \(TOML.string(Binaries.examples + "/httpworker.py"))]
-            instances = \(instances)
-            sockets = ["http"]
-            ready = "notify"
-            restart-delay = "10ms"
+            \(httpWorkers(svc, instances: instances))
             """, mode: mode)
     }
 

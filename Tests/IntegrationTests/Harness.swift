@@ -248,6 +248,19 @@ enum TOML {
     static func array(_ items: [String]) -> String { "[" + items.map(string).joined(separator: ", ") + "]" }
 }
 
+/// `[services.NAME]`: `instances` of contrib/examples/httpworker.py serving `socket`, each one
+/// ready once it sent READY=1, a dead one replaced after 10 ms.
+func httpWorkers(_ name: String, socket: String = "http", instances: Int = 2) -> String {
+    """
+    [services.\(name)]
+    command = ["python3", \(TOML.string(Binaries.examples + "/httpworker.py"))]
+    instances = \(instances)
+    sockets = [\(TOML.string(socket))]
+    ready = "notify"
+    restart-delay = "10ms"
+    """
+}
+
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 func freePort() throws -> UInt16 {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)

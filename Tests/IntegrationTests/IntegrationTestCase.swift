@@ -72,23 +72,36 @@ class IntegrationTestCase: XCTestCase {
         return daemon
     }
 
-    /// The instance processes of `service` (children of `daemon`), by instance number.
-    func instances(of service: String, daemon: Daemon) -> [Int: ProcessInfoEntry] {
+    /// The instance processes of `service` whose parent is `parent` (a ringmasterd), by
+    /// instance number: the main process of each instance, not what it started.
+    func instances(of service: String, parent: Int32) -> [Int: ProcessInfoEntry] {
         var out: [Int: ProcessInfoEntry] = [:]
-        for p in Processes.of(service: service) where p.ppid == daemon.pid {
+        for p in Processes.of(service: service) where p.ppid == parent {
             if let i = p.instance { out[i] = p }
         }
         return out
     }
 
-    /// Waits until `service` has `count` instance processes, 0..<count, and returns them.
+    /// The instance processes of `service` (children of `daemon`), by instance number.
+    func instances(of service: String, daemon: Daemon) -> [Int: ProcessInfoEntry] {
+        instances(of: service, parent: daemon.pid)
+    }
+
+    /// Waits until `service` has `count` instance processes under `parent`, 0..<count, and
+    /// returns them.
+    func requireInstances(_ count: Int, of service: String, parent: Int32,
+                          timeout: TimeInterval = 20) throws -> [Int: ProcessInfoEntry] {
+        try require("\(count) instances of \(service) under pid \(parent)", timeout: timeout) {
+            let found = self.instances(of: service, parent: parent)
+            return found.keys.sorted() == Array(0..<count) ? found : nil
+        }
+    }
+
+    /// `requireInstances(_:of:parent:)` under `daemon`; a miss shows what the daemon said.
     func requireInstances(_ count: Int, of service: String, daemon: Daemon, timeout: TimeInterval = 15,
                           file: StaticString = #filePath, line: UInt = #line) throws -> [Int: ProcessInfoEntry] {
         do {
-            return try require("\(count) instances of \(service)", timeout: timeout) {
-                let found = self.instances(of: service, daemon: daemon)
-                return found.keys.sorted() == Array(0..<count) ? found : nil
-            }
+            return try requireInstances(count, of: service, parent: daemon.pid, timeout: timeout)
         } catch {
             XCTFail("\(error)\n--- ringmasterd said:\n\(daemon.log())", file: file, line: line)
             throw error

@@ -15,7 +15,7 @@ final class SystemdCgroupTests: SystemdUnitTestCase {
             """)
         try unit.systemctl("start", RingmasterUnit.service)
         let daemon = try unit.requireActive()
-        let instances = try requireUnitInstances(2, of: web, daemonPID: daemon)
+        let instances = try requireInstances(2, of: web, parent: daemon)
         let unitCgroup = unit.property("ControlGroup")
         XCTAssertTrue(unitCgroup.hasSuffix("/ringmaster.service"), unitCgroup)
         XCTAssertEqual(cgroupPath(of: daemon), unitCgroup + "/supervisor")
@@ -57,7 +57,7 @@ final class SystemdCgroupTests: SystemdUnitTestCase {
             """)
         try unit.systemctl("start", RingmasterUnit.service)
         let daemon = try unit.requireActive()
-        _ = try requireUnitInstances(2, of: web, daemonPID: daemon)
+        _ = try requireInstances(2, of: web, parent: daemon)
         try require("two setsid grandchildren") { Processes.of(service: web).count == 4 }
         try unit.systemctl("stop", RingmasterUnit.service)
         XCTAssertEqual(unit.activeState, "inactive")

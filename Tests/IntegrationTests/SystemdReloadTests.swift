@@ -19,13 +19,13 @@ final class SystemdReloadTests: SystemdUnitTestCase {
         let unit = try installUnits(sleeper(a, instances: 2))
         try unit.systemctl("start", RingmasterUnit.service)
         let daemon = try unit.requireActive()
-        let before = try requireUnitInstances(2, of: a, daemonPID: daemon).mapValues(\.pid)
+        let before = try requireInstances(2, of: a, parent: daemon).mapValues(\.pid)
 
         try writeConfig(sleeper(a, instances: 2) + "\n\n" + sleeper(b, instances: 1))
         try unit.systemctl("reload", RingmasterUnit.service)
-        _ = try requireUnitInstances(1, of: b, daemonPID: daemon)
+        _ = try requireInstances(1, of: b, parent: daemon)
         try require("StatusText \"2 running\"") { unit.statusText == "2 running" }
-        XCTAssertEqual(unitInstances(of: a, daemonPID: daemon).mapValues(\.pid), before, "\(a) was touched by the reload")
+        XCTAssertEqual(instances(of: a, parent: daemon).mapValues(\.pid), before, "\(a) was touched by the reload")
         XCTAssertEqual(unit.mainPID, daemon)
         try require("back to active after RELOADING=1/READY=1") { unit.activeState == "active" }
     }
@@ -35,7 +35,7 @@ final class SystemdReloadTests: SystemdUnitTestCase {
         let unit = try installUnits(sleeper(a, instances: 2))
         try unit.systemctl("start", RingmasterUnit.service)
         let daemon = try unit.requireActive()
-        let before = try requireUnitInstances(2, of: a, daemonPID: daemon).mapValues(\.pid)
+        let before = try requireInstances(2, of: a, parent: daemon).mapValues(\.pid)
 
         try writeConfig(sleeper(a, instances: 3) + "\nbogus-key = 1\n")
         try unit.systemctl("reload", RingmasterUnit.service)
@@ -46,13 +46,13 @@ final class SystemdReloadTests: SystemdUnitTestCase {
         XCTAssertTrue(status.contains("bogus-key"), status)
         XCTAssertTrue(status.hasSuffix("; 1 running"), status)
         try require("back to active") { unit.activeState == "active" }
-        XCTAssertEqual(unitInstances(of: a, daemonPID: daemon).mapValues(\.pid), before, "an invalid reload changed \(a)")
+        XCTAssertEqual(instances(of: a, parent: daemon).mapValues(\.pid), before, "an invalid reload changed \(a)")
         XCTAssertEqual(unit.mainPID, daemon)
 
         // Fixed: the next reload applies it and the error leaves STATUS=.
         try writeConfig(sleeper(a, instances: 3))
         try unit.systemctl("reload", RingmasterUnit.service)
-        let after = try requireUnitInstances(3, of: a, daemonPID: daemon).mapValues(\.pid)
+        let after = try requireInstances(3, of: a, parent: daemon).mapValues(\.pid)
         XCTAssertEqual(after.filter { $0.key < 2 }, before, "scaling up keeps instances 0 and 1")
         try require("StatusText \"1 running\"") { unit.statusText == "1 running" }
     }

@@ -25,15 +25,11 @@ final class SystemdSocketActivateTests: IntegrationTestCase {
         let config = try writeConfig(toml)
         let stderrPath = dir + "/activate.stderr"
         _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
-        var env = ProcessInfo.processInfo.environment
-        for name in ["NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "WATCHDOG_USEC", "WATCHDOG_PID"] {
-            env[name] = nil
-        }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/systemd-socket-activate")
         p.arguments = ["-l", "127.0.0.1:\(port)", "--fdname=\(fdname)",
                        try Binaries.ringmasterd(), "--config", config, "--log-target", "console"]
-        p.environment = env
+        p.environment = Daemon.environment()
         p.currentDirectoryURL = URL(fileURLWithPath: dir)
         p.standardInput = FileHandle.nullDevice
         let err = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
@@ -54,21 +50,14 @@ final class SystemdSocketActivateTests: IntegrationTestCase {
             [sockets.http]
             systemd = "http"
 
-            [services.\(web)]
-            command = ["python3", \(TOML.string(Binaries.examples + "/httpworker.py"))]
-            instances = 2
-            sockets = ["http"]
-            ready = "notify"
+            \(httpWorkers(web))
             """)
         // The first connection makes it exec ringmasterd (same pid), which passes the socket on.
         let reply = try HTTPConnection(port: port, timeout: 30).get("/first")
         XCTAssertEqual(reply.status, 200, contents(stderrPath) ?? "")
         XCTAssertEqual(keyValues(reply.body)["service"], web)
         let daemon = p.processIdentifier
-        let workers = try require("2 workers under ringmasterd \(daemon)") { () -> [ProcessInfoEntry]? in
-            let found = Processes.of(service: web).filter { $0.ppid == daemon }
-            return found.count == 2 ? found : nil
-        }
+        let workers = try requireInstances(2, of: web, parent: daemon).values
         for w in workers {
             XCTAssertEqual(w.environment["LISTEN_FDNAMES"], "http")
             XCTAssertEqual(w.environment["LISTEN_FDS"], "1")

@@ -158,11 +158,13 @@ func cgroup2MountPoint() -> String? {
     return nil
 }
 
-/// A loop of HTTP requests on a background thread, counting what each attempt met.
+/// A loop of HTTP requests on a background thread, counting what each attempt met. The thread
+/// uses the loop unowned: `stop()` it on every path (`defer`) before the loop goes away.
 final class HTTPClientLoop {
     private let port: UInt16
     private let lock = NSLock()
     private var running = true
+    private var stopped = false
     private var thread: Thread?
     private let finished = DispatchSemaphore(value: 0)
     private(set) var served = 0
@@ -202,10 +204,15 @@ final class HTTPClientLoop {
         finished.signal()
     }
 
-    /// Stops after the request under way; returns (served, refused, incomplete).
+    /// Stops after the request under way (once: later calls return the same counts); returns
+    /// (served, refused, incomplete, servedBy).
+    @discardableResult
     func stop() -> (served: Int, refused: Int, incomplete: [String], servedBy: Set<String>) {
         lock.withLock { running = false }
-        _ = finished.wait(timeout: .now() + 60)
+        if !stopped {
+            _ = finished.wait(timeout: .now() + 60)
+            stopped = true
+        }
         return lock.withLock { (served, refused, incomplete, servedBy) }
     }
 
@@ -232,23 +239,5 @@ class SystemdUnitTestCase: IntegrationTestCase {
         }
         unit = nil
         try super.tearDownWithError()
-    }
-
-    /// Processes of `service` (by RINGMASTER_SERVICE) by instance, the main one of each
-    /// instance being the one whose parent is `daemonPID`.
-    func unitInstances(of service: String, daemonPID: Int32) -> [Int: ProcessInfoEntry] {
-        var out: [Int: ProcessInfoEntry] = [:]
-        for p in Processes.of(service: service) where p.ppid == daemonPID {
-            if let i = p.instance { out[i] = p }
-        }
-        return out
-    }
-
-    func requireUnitInstances(_ count: Int, of service: String, daemonPID: Int32,
-                              timeout: TimeInterval = 20) throws -> [Int: ProcessInfoEntry] {
-        try require("\(count) instances of \(service) under pid \(daemonPID)", timeout: timeout) {
-            let found = self.unitInstances(of: service, daemonPID: daemonPID)
-            return found.keys.sorted() == Array(0..<count) ? found : nil
-        }
     }
 }

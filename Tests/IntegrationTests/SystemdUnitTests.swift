@@ -6,17 +6,6 @@ import Glibc
 import XCTest
 
 final class SystemdUnitTests: SystemdUnitTestCase {
-    private func httpWorkers(_ svc: String, socket: String, instances: Int = 2) -> String {
-        """
-        [services.\(svc)]
-        command = ["python3", \(TOML.string(Binaries.examples + "/httpworker.py"))]
-        instances = \(instances)
-        sockets = [\(TOML.string(socket))]
-        ready = "notify"
-        restart-delay = "10ms"
-        """
-    }
-
     /// `systemctl --user enable`, then the first connection to ringmaster.socket starts
     /// ringmaster.service, which hands the socket (FileDescriptorName=http) to its workers.
     func testEnabledAndStartedThroughTheSocketUnit() throws {
@@ -26,7 +15,7 @@ final class SystemdUnitTests: SystemdUnitTestCase {
             [sockets.http]
             systemd = "http"
 
-            \(httpWorkers(web, socket: "http"))
+            \(httpWorkers(web))
             """, socketPort: port)
         try unit.systemctl("enable", "--runtime", RingmasterUnit.socket, RingmasterUnit.service)
         XCTAssertEqual(unit.property("UnitFileState"), "enabled-runtime")
@@ -39,7 +28,7 @@ final class SystemdUnitTests: SystemdUnitTestCase {
         XCTAssertEqual(reply.status, 200)
         XCTAssertEqual(keyValues(reply.body)["service"], web)
         let daemon = try unit.requireActive()
-        _ = try requireUnitInstances(2, of: web, daemonPID: daemon)
+        _ = try requireInstances(2, of: web, parent: daemon)
 
         let show = unit.properties(["Type", "ActiveState", "StatusText", "NFileDescriptorStore", "NotifyAccess"])
         XCTAssertEqual(show["Type"], "notify")
@@ -62,7 +51,7 @@ final class SystemdUnitTests: SystemdUnitTestCase {
             [sockets.http]
             listen = "127.0.0.1:\(port)"
 
-            \(httpWorkers(web, socket: "http", instances: 3))
+            \(httpWorkers(web, instances: 3))
 
             [services.\(broken)]
             command = ["/bin/sh", "-c", "exit 3"]
@@ -73,7 +62,7 @@ final class SystemdUnitTests: SystemdUnitTestCase {
         let daemon = try unit.requireActive()
         // Ready means ready: every worker accepts now, no retry needed.
         XCTAssertEqual(try httpGet(port: port).status, 200)
-        XCTAssertEqual(unitInstances(of: web, daemonPID: daemon).count, 3)
+        XCTAssertEqual(instances(of: web, parent: daemon).count, 3)
         let show = unit.properties(["Type", "ActiveState", "StatusText", "NFileDescriptorStore"])
         XCTAssertEqual(show["Type"], "notify")
         XCTAssertEqual(show["ActiveState"], "active")
@@ -91,18 +80,19 @@ final class SystemdUnitTests: SystemdUnitTestCase {
             [sockets.http]
             listen = "127.0.0.1:\(port)"
 
-            \(httpWorkers(web, socket: "http"))
+            \(httpWorkers(web))
             """)
         try unit.systemctl("start", RingmasterUnit.service)
         let first = try unit.requireActive()
-        let oldWorkers = Set(try requireUnitInstances(2, of: web, daemonPID: first).values.map { String($0.pid) })
+        let oldWorkers = Set(try requireInstances(2, of: web, parent: first).values.map { String($0.pid) })
         try require("NFileDescriptorStore=1") { unit.property("NFileDescriptorStore") == "1" }
 
         let client = HTTPClientLoop(port: port)
+        defer { client.stop() }
         try require("requests served before the restart", timeout: 10) { client.servedCount >= 5 }
         try unit.systemctl("restart", RingmasterUnit.service)
         let second = try unit.requireActive(differentFrom: first)
-        let newWorkers = Set(try requireUnitInstances(2, of: web, daemonPID: second).values.map { String($0.pid) })
+        let newWorkers = Set(try requireInstances(2, of: web, parent: second).values.map { String($0.pid) })
         try require("requests served by the new workers", timeout: 15) { client.servedBy(newWorkers) }
         let result = client.stop()
 
@@ -149,6 +139,6 @@ final class SystemdUnitTests: SystemdUnitTestCase {
         XCTAssertNotEqual(second, first)
         XCTAssertEqual(unit.property("NRestarts"), "1")
         XCTAssertTrue(waitUntil(timeout: 5) { !Processes.isAlive(first) }, "the stalled daemon \(first) is gone")
-        _ = try requireUnitInstances(1, of: ticker, daemonPID: second)
+        _ = try requireInstances(1, of: ticker, parent: second)
     }
 }

@@ -1,84 +1,20 @@
 import XCTest
 @testable import RingmasterCore
+import TestSupport
 
 /// Scale and hostile input: a 5,000-service file, and seeded mutations of a valid file
 /// that must never crash and must always be rejected with a real position.
 final class ConfigRobustnessTests: XCTestCase {
 
-    /// SplitMix64: the same sequence on every run and platform.
-    struct SeededGenerator: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
-    static let valid = """
-        # a stack
-        [sockets.http]
-        listen = "127.0.0.1:8080"
-        [sockets.admin]
-        systemd = "admin"
-
-        [services.web]
-        command = ["python3", "-m", "app", "--fd", "{socket.http.fd}"]
-        instances = 4
-        sockets = ["http", "admin"]
-        ready = "notify"
-        restart = "always"
-        restart-delay = "100ms"
-        restart-delay-max = "30s"
-        stable-after = "1h 30min"
-        start-limit = { count = 5, interval = "10s" }
-        stop-signal = "SIGTERM"
-        stop-timeout = "1.5s"
-        environment = { APP_ENV = "production", 'quoted key' = "\\u00e9\\t" }
-        working-directory = "~/src/app"
-        after = ["db"]
-        autostart = true
-
-        [services.db]
-        command = '''
-        postgres -D ~/pg \\
-          -k /tmp'''
-        shell = true
-        restart = "on-failure"
-
-        [services.worker]
-        command = [
-          "worker",  # comment
-          "--queue=default",
-        ]
-        instances = 0
-        after = ["db", "web"]
-        """
-
     func testValidFixtureIsValid() throws {
-        let config = try ConfigLoader.parse(text: Self.valid, file: "v.toml")
+        let config = try ConfigLoader.parse(text: ConfigSamples.valid, file: "v.toml")
         XCTAssertEqual(config.services.map(\.name), ["web", "db", "worker"])
         XCTAssertEqual(DependencyGraph(config).startOrder, ["db", "web", "worker"])
     }
 
     func testFiveThousandServices() throws {
-        var text = "[sockets.http]\nlisten = \"[::1]:8080\"\n"
+        let text = ConfigSamples.fiveThousandServices(port: 8080)
         let n = 5_000
-        for i in 0..<n {
-            text += """
-
-                [services.svc-\(i)]
-                command = ["/usr/bin/app", "--id", "\(i)", "--fd", "{socket.http.fd}"]
-                instances = \(i % 4)
-                sockets = ["http"]
-                restart-delay = "\(i % 900 + 100)ms"
-                environment = { ID = "\(i)", ROLE = "worker" }
-                after = [\(i == 0 ? "" : "\"svc-\(i - 1)\"")\(i > 10 ? ", \"svc-\(i / 2)\"" : "")]
-
-                """
-        }
         let config = try ConfigLoader.parse(text: text, file: "big.toml")
         XCTAssertEqual(config.services.count, n)
         XCTAssertEqual(config.services.last?.resolvedCommand.last, "3")
@@ -100,8 +36,8 @@ final class ConfigRobustnessTests: XCTestCase {
     /// deletions and duplications of a span. No crash, no hang, and every rejection points
     /// at a real place in the file.
     func testMutationsNeverCrashAndAlwaysHavePositions() {
-        var rng = SeededGenerator(state: 0x5EED_0F_21A6_3A57E)
-        let original = Array(Self.valid.utf8)
+        var rng = SplitMix64(state: 0x5EED_0F_21A6_3A57E)
+        let original = Array(ConfigSamples.valid.utf8)
         let punctuation = Array("[]{}\"'=.,#\n\r\t\\ -_+:0123456789abcdefxzutn".utf8) + [0x00, 0x7F, 0xC3, 0xA9, 0xFF]
         var rejected = 0
         for round in 0..<2_000 {
@@ -151,7 +87,7 @@ final class ConfigRobustnessTests: XCTestCase {
     /// Random sequences of TOML fragments: a second generator that reaches states byte
     /// mutations of one file rarely do (deep nesting, odd headers, long lines).
     func testRandomFragmentsNeverCrash() {
-        var rng = SeededGenerator(state: 42)
+        var rng = SplitMix64(state: 42)
         let fragments = [
             "[", "]", "[[", "]]", "{", "}", "a", "b.c", "\"k\"", "'k'", " = ", "=", ",", ".", "\n", "\r\n", "# c\n",
             "1", "-0x1", "1e5", "inf", "true", "\"s\"", "'''m\n'''", "\"\"\"x\\\n y\"\"\"", "1979-05-27T07:32:00Z",
