@@ -185,12 +185,11 @@ public final class BusConnection {
     private func receive(until deadline: UInt64) throws -> WireMessage? {
         while true {
             if authenticated {
+                // Decoded where it lies in the inbox; `fill` drops what was consumed.
                 let pending = inbox[inboxStart...]
                 if let length = try WireMessage.length(ofMessageAt: pending), pending.count >= length {
-                    let message = try WireMessage(decoding: Array(pending.prefix(length)))
                     inboxStart += length
-                    if inboxStart == inbox.count { inbox.removeAll(keepingCapacity: true); inboxStart = 0 }
-                    return message
+                    return try WireMessage(decoding: pending.prefix(length))
                 }
             } else if let line = takeLine() {
                 // The answer to AUTH: OK <server guid>; anything else ends the connection.
