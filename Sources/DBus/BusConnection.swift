@@ -122,17 +122,6 @@ public final class BusConnection {
         }
     }
 
-    /// Every property of `interface` at `path`, by name (variants unwrapped).
-    public func getAllProperties(destination: String, path: String, interface: String,
-                                 timeout: UInt64 = 25_000_000) throws -> [String: BusValue] {
-        let reply = try call(destination: destination, path: path, interface: "org.freedesktop.DBus.Properties",
-                             member: "GetAll", [.string(interface)], timeout: timeout)
-        guard let dict = reply.body.first?.stringKeyedDictionary else {
-            throw BusError(BusError.failed, "GetAll on \(path) returned no a{sv}")
-        }
-        return dict
-    }
-
     /// Whether someone owns `name` right now.
     public func hasOwner(_ name: String) throws -> Bool {
         let reply = try call(destination: "org.freedesktop.DBus", path: "/org/freedesktop/DBus",
