@@ -38,16 +38,23 @@ public final class BusConnection {
     /// This connection's unique name (":1.42"), once the Hello reply has arrived.
     public private(set) var uniqueName: String?
 
-    /// The user's session bus: $DBUS_SESSION_BUS_ADDRESS, else $XDG_RUNTIME_DIR/bus (as
-    /// sd_bus_open_user does). Throws BusConnectionError (ENOMEDIUM when neither is set).
+    /// The user's session bus: `userBusAddress`. Throws BusConnectionError (ENOMEDIUM when
+    /// there is none).
     public static func user() throws -> BusConnection {
+        guard let address = userBusAddress() else { throw BusConnectionError("connecting to the user bus", errno: ENOMEDIUM) }
+        return try BusConnection(address: address)
+    }
+
+    /// $DBUS_SESSION_BUS_ADDRESS, else $XDG_RUNTIME_DIR/bus (as sd_bus_open_user does); nil
+    /// when neither is set.
+    public static func userBusAddress() -> String? {
         if let address = getenv("DBUS_SESSION_BUS_ADDRESS").map({ String(cString: $0) }), !address.isEmpty {
-            return try BusConnection(address: address)
+            return address
         }
         if let runtime = getenv("XDG_RUNTIME_DIR").map({ String(cString: $0) }), !runtime.isEmpty {
-            return try BusConnection(address: "unix:path=" + BusAddress.escape(runtime + "/bus"))
+            return "unix:path=" + BusAddress.escape(runtime + "/bus")
         }
-        throw BusConnectionError("connecting to the user bus", errno: ENOMEDIUM)
+        return nil
     }
 
     /// Connects to the first address of `address` (a D-Bus address list) that accepts, and
