@@ -5,8 +5,6 @@ public struct WireMessage: Equatable {
         case methodCall = 1, methodReturn = 2, error = 3, signal = 4
     }
 
-    public static let noReplyExpected: UInt8 = 0x1
-
     public var kind: Kind
     public var flags: UInt8 = 0
     public var serial: UInt32 = 0

@@ -120,13 +120,11 @@ public final class Bus {
         }
     }
 
-    /// InterfacesAdded / InterfacesRemoved for an object below an object manager.
+    /// InterfacesAdded for an object below an object manager. (No InterfacesRemoved
+    /// counterpart: by then the object is gone and sd-bus cannot list its interfaces, so
+    /// BusService sends that signal itself.)
     public func emitObjectAdded(path: String) throws {
         try check(sd_bus_emit_object_added(handle, path), "sd_bus_emit_object_added(\(path))")
-    }
-
-    public func emitObjectRemoved(path: String) throws {
-        try check(sd_bus_emit_object_removed(handle, path), "sd_bus_emit_object_removed(\(path))")
     }
 
     // MARK: incoming
