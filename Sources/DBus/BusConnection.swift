@@ -38,16 +38,23 @@ public final class BusConnection {
     /// This connection's unique name (":1.42"), once the Hello reply has arrived.
     public private(set) var uniqueName: String?
 
-    /// The user's session bus: $DBUS_SESSION_BUS_ADDRESS, else $XDG_RUNTIME_DIR/bus (as
-    /// sd_bus_open_user does). Throws BusConnectionError (ENOMEDIUM when neither is set).
+    /// The user's session bus: `userBusAddress`. Throws BusConnectionError (ENOMEDIUM when
+    /// there is none).
     public static func user() throws -> BusConnection {
+        guard let address = userBusAddress() else { throw BusConnectionError("connecting to the user bus", errno: ENOMEDIUM) }
+        return try BusConnection(address: address)
+    }
+
+    /// $DBUS_SESSION_BUS_ADDRESS, else $XDG_RUNTIME_DIR/bus (as sd_bus_open_user does); nil
+    /// when neither is set.
+    public static func userBusAddress() -> String? {
         if let address = getenv("DBUS_SESSION_BUS_ADDRESS").map({ String(cString: $0) }), !address.isEmpty {
-            return try BusConnection(address: address)
+            return address
         }
         if let runtime = getenv("XDG_RUNTIME_DIR").map({ String(cString: $0) }), !runtime.isEmpty {
-            return try BusConnection(address: "unix:path=" + BusAddress.escape(runtime + "/bus"))
+            return "unix:path=" + BusAddress.escape(runtime + "/bus")
         }
-        throw BusConnectionError("connecting to the user bus", errno: ENOMEDIUM)
+        return nil
     }
 
     /// Connects to the first address of `address` (a D-Bus address list) that accepts, and
@@ -122,17 +129,6 @@ public final class BusConnection {
         }
     }
 
-    /// Every property of `interface` at `path`, by name (variants unwrapped).
-    public func getAllProperties(destination: String, path: String, interface: String,
-                                 timeout: UInt64 = 25_000_000) throws -> [String: BusValue] {
-        let reply = try call(destination: destination, path: path, interface: "org.freedesktop.DBus.Properties",
-                             member: "GetAll", [.string(interface)], timeout: timeout)
-        guard let dict = reply.body.first?.stringKeyedDictionary else {
-            throw BusError(BusError.failed, "GetAll on \(path) returned no a{sv}")
-        }
-        return dict
-    }
-
     /// Whether someone owns `name` right now.
     public func hasOwner(_ name: String) throws -> Bool {
         let reply = try call(destination: "org.freedesktop.DBus", path: "/org/freedesktop/DBus",
@@ -185,12 +181,11 @@ public final class BusConnection {
     private func receive(until deadline: UInt64) throws -> WireMessage? {
         while true {
             if authenticated {
+                // Decoded where it lies in the inbox; `fill` drops what was consumed.
                 let pending = inbox[inboxStart...]
                 if let length = try WireMessage.length(ofMessageAt: pending), pending.count >= length {
-                    let message = try WireMessage(decoding: Array(pending.prefix(length)))
                     inboxStart += length
-                    if inboxStart == inbox.count { inbox.removeAll(keepingCapacity: true); inboxStart = 0 }
-                    return message
+                    return try WireMessage(decoding: pending.prefix(length))
                 }
             } else if let line = takeLine() {
                 // The answer to AUTH: OK <server guid>; anything else ends the connection.

@@ -86,10 +86,9 @@ struct WireEncoder {
     }
 
     mutating func string(_ s: String) throws {
-        let utf8 = Array(s.utf8)
-        guard !utf8.contains(0) else { throw WireFormatError("a string holds a NUL byte") }
-        integer(UInt32(utf8.count))
-        bytes += utf8
+        guard !s.utf8.contains(0) else { throw WireFormatError("a string holds a NUL byte") }
+        integer(UInt32(s.utf8.count))
+        bytes += s.utf8
         bytes.append(0)
     }
 
@@ -127,7 +126,7 @@ struct WireEncoder {
                 try value(item, depth: depth + 1)
             }
             let length = UInt32(bytes.count - start).littleEndian
-            withUnsafeBytes(of: length) { for (i, b) in $0.enumerated() { bytes[lengthAt + i] = b } }
+            bytes.withUnsafeMutableBytes { $0.storeBytes(of: length, toByteOffset: lengthAt, as: UInt32.self) }
         case let .dictEntry(k, x):
             align(8)
             try value(k, depth: depth + 1)
@@ -142,40 +141,46 @@ struct WireEncoder {
     }
 }
 
-/// Reads values out of a received message.
+/// Reads values out of one received message where it lies: `bytes` is the message (a slice of
+/// the connection's buffer, not a copy), `position` an index into it, and alignment counts
+/// from the message's first byte.
 struct WireDecoder {
-    let bytes: [UInt8]
+    let bytes: ArraySlice<UInt8>
     var position: Int
     /// 'l' (little endian) or 'B' (big endian), from the message's first byte.
     let bigEndian: Bool
 
-    init(_ bytes: [UInt8], at position: Int = 0, bigEndian: Bool = false) {
+    init(_ bytes: ArraySlice<UInt8>, at offset: Int = 0, bigEndian: Bool = false) {
         self.bytes = bytes
-        self.position = position
+        position = bytes.startIndex + offset
         self.bigEndian = bigEndian
     }
 
+    init(_ bytes: [UInt8], at offset: Int = 0, bigEndian: Bool = false) {
+        self.init(bytes[...], at: offset, bigEndian: bigEndian)
+    }
+
+    /// How far into the message `position` is.
+    var offset: Int { position - bytes.startIndex }
+
     mutating func align(_ n: Int) throws {
-        let padded = (position + n - 1) / n * n
-        guard padded <= bytes.count else { throw WireFormatError("truncated (padding)") }
+        let padded = bytes.startIndex + (offset + n - 1) / n * n
+        guard padded <= bytes.endIndex else { throw WireFormatError("truncated (padding)") }
         position = padded
     }
 
     mutating func integer<T: FixedWidthInteger>(_: T.Type) throws -> T {
         let size = MemoryLayout<T>.size
         try align(size)
-        guard position + size <= bytes.count else { throw WireFormatError("truncated (\(T.self))") }
-        var v: T = 0
-        withUnsafeMutableBytes(of: &v) { raw in
-            for i in 0..<size { raw[i] = bytes[position + i] }
-        }
+        guard position + size <= bytes.endIndex else { throw WireFormatError("truncated (\(T.self))") }
+        let v = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: T.self) }
         position += size
         return bigEndian ? T(bigEndian: v) : T(littleEndian: v)
     }
 
     mutating func string() throws -> String {
         let n = Int(try integer(UInt32.self))
-        guard n < bytes.count, position + n < bytes.count, bytes[position + n] == 0 else {
+        guard position + n < bytes.endIndex, bytes[position + n] == 0 else {
             throw WireFormatError("truncated or unterminated string")
         }
         defer { position += n + 1 }
@@ -183,9 +188,9 @@ struct WireDecoder {
     }
 
     mutating func signature() throws -> String {
-        guard position < bytes.count else { throw WireFormatError("truncated signature") }
+        guard position < bytes.endIndex else { throw WireFormatError("truncated signature") }
         let n = Int(bytes[position])
-        guard position + 1 + n < bytes.count, bytes[position + 1 + n] == 0 else {
+        guard position + 1 + n < bytes.endIndex, bytes[position + 1 + n] == 0 else {
             throw WireFormatError("truncated or unterminated signature")
         }
         defer { position += n + 2 }
@@ -198,7 +203,7 @@ struct WireDecoder {
         guard let code = range.first.map({ sig[$0] }) else { throw WireFormatError("empty type") }
         switch code {
         case UInt8(ascii: "y"):
-            guard position < bytes.count else { throw WireFormatError("truncated (byte)") }
+            guard position < bytes.endIndex else { throw WireFormatError("truncated (byte)") }
             position += 1
             return .byte(bytes[position - 1])
         case UInt8(ascii: "b"):
@@ -226,7 +231,7 @@ struct WireDecoder {
             let element = range.lowerBound + 1..<range.upperBound
             try align(Signature.alignment(sig[element.lowerBound]))
             let end = position + length
-            guard length <= 1 << 26, end <= bytes.count else { throw WireFormatError("array past the message's end") }
+            guard length <= 1 << 26, end <= bytes.endIndex else { throw WireFormatError("array past the message's end") }
             var items: [BusValue] = []
             while position < end { items.append(try value(sig, element, depth: depth + 1)) }
             guard position == end else { throw WireFormatError("array elements overrun its length") }

@@ -5,8 +5,6 @@ public struct WireMessage: Equatable {
         case methodCall = 1, methodReturn = 2, error = 3, signal = 4
     }
 
-    public static let noReplyExpected: UInt8 = 0x1
-
     public var kind: Kind
     public var flags: UInt8 = 0
     public var serial: UInt32 = 0
@@ -84,27 +82,30 @@ public struct WireMessage: Equatable {
     /// there; nil while fewer bytes than that have arrived.
     static func length(ofMessageAt bytes: ArraySlice<UInt8>) throws -> Int? {
         guard bytes.count >= 16 else { return nil }
-        let s = bytes.startIndex
-        guard bytes[s] == UInt8(ascii: "l") || bytes[s] == UInt8(ascii: "B") else {
-            throw WireFormatError("unknown byte order '\(bytes[s])'")
+        let order = bytes[bytes.startIndex]
+        guard order == UInt8(ascii: "l") || order == UInt8(ascii: "B") else {
+            throw WireFormatError("unknown byte order '\(order)'")
         }
-        let big = bytes[s] == UInt8(ascii: "B")
-        func u32(_ at: Int) -> Int {
-            let b = (0..<4).map { UInt32(bytes[s + at + $0]) }
-            return Int(big ? b[0] << 24 | b[1] << 16 | b[2] << 8 | b[3] : b[3] << 24 | b[2] << 16 | b[1] << 8 | b[0])
-        }
-        let fieldsEnd = 16 + u32(12)
-        let total = (fieldsEnd + 7) / 8 * 8 + u32(4)
+        var d = WireDecoder(bytes, at: 4, bigEndian: order == UInt8(ascii: "B"))
+        let bodyLength = Int(try d.integer(UInt32.self))
+        _ = try d.integer(UInt32.self) // serial
+        let fieldsEnd = 16 + Int(try d.integer(UInt32.self))
+        let total = (fieldsEnd + 7) / 8 * 8 + bodyLength
         guard total <= maxLength else { throw WireFormatError("message longer than 128 MiB") }
         return total
     }
 
     /// Parses one whole message (exactly `length(ofMessageAt:)` bytes).
     public init(decoding bytes: [UInt8]) throws {
+        try self.init(decoding: bytes[...])
+    }
+
+    /// Parses one whole message where it lies (a slice of a receive buffer).
+    init(decoding bytes: ArraySlice<UInt8>) throws {
         guard bytes.count >= 16 else { throw WireFormatError("shorter than a header") }
-        var d = WireDecoder(bytes, at: 1, bigEndian: bytes[0] == UInt8(ascii: "B"))
+        var d = WireDecoder(bytes, at: 1, bigEndian: bytes.first == UInt8(ascii: "B"))
         guard let kind = Kind(rawValue: try d.integer(UInt8.self)) else {
-            throw WireFormatError("unknown message type \(bytes[1])")
+            throw WireFormatError("unknown message type \(bytes[bytes.startIndex + 1])")
         }
         self.kind = kind
         flags = try d.integer(UInt8.self)
@@ -129,10 +130,10 @@ public struct WireMessage: Equatable {
             }
         }
         try d.align(8)
-        guard d.position + bodyLength == bytes.count else {
+        guard d.offset + bodyLength == bytes.count else {
             throw WireFormatError("body length \(bodyLength) does not match the message's")
         }
         body = try d.values(signature: signature)
-        guard d.position == bytes.count else { throw WireFormatError("body longer than its signature") }
+        guard d.position == bytes.endIndex else { throw WireFormatError("body longer than its signature") }
     }
 }

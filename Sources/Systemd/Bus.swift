@@ -6,10 +6,10 @@ import Glibc
 
 /// A connection to a D-Bus bus (sd_bus), owned: deinit flushes and closes it.
 ///
-/// Server side (the daemon): `attach(to:)` an `EventLoop`, `requestName`, export objects
+/// The daemon's side: `attach(to:)` an `EventLoop`, `requestName`, export objects
 /// (`addObject`, `addFallback` + `addNodeEnumerator`), `emitSignal`,
-/// `emitPropertiesChanged`. Client side (ringctl): `call`, `getAllProperties`,
-/// `matchSignal` + `processForever`. Single-threaded, like the loop.
+/// `emitPropertiesChanged`. Single-threaded, like the loop. The client side is
+/// DBus.BusConnection (ringctl's, without libsystemd).
 public final class Bus {
     let handle: OpaquePointer
 
@@ -120,84 +120,14 @@ public final class Bus {
         }
     }
 
-    /// InterfacesAdded / InterfacesRemoved for an object below an object manager.
+    /// InterfacesAdded for an object below an object manager. (No InterfacesRemoved
+    /// counterpart: by then the object is gone and sd-bus cannot list its interfaces, so
+    /// BusService sends that signal itself.)
     public func emitObjectAdded(path: String) throws {
         try check(sd_bus_emit_object_added(handle, path), "sd_bus_emit_object_added(\(path))")
     }
 
-    public func emitObjectRemoved(path: String) throws {
-        try check(sd_bus_emit_object_removed(handle, path), "sd_bus_emit_object_removed(\(path))")
-    }
-
-    // MARK: client
-
-    /// Calls a method and waits for the reply (at most `timeout` µs; 0: sd-bus's 25 s).
-    /// Throws `BusError` for an error reply, `SystemdError` for a local failure.
-    @discardableResult
-    public func call(destination: String, path: String, interface: String, member: String,
-                     _ arguments: [BusValue] = [], timeout: UInt64 = 0) throws -> BusMessage {
-        var m: OpaquePointer?
-        try check(sd_bus_message_new_method_call(handle, &m, destination, path, interface, member),
-                  "calling \(interface).\(member)")
-        let message = BusMessage(adopting: m!)
-        try message.append(arguments)
-        var error = sd_bus_error()
-        defer { sd_bus_error_free(&error) }
-        var reply: OpaquePointer?
-        let r = sd_bus_call(handle, message.handle, timeout, &error, &reply)
-        if r < 0 {
-            if sd_bus_error_is_set(&error) != 0 { throw BusError(error) }
-            throw SystemdError("calling \(interface).\(member)", errno: -r)
-        }
-        return BusMessage(adopting: reply!)
-    }
-
-    public func getProperty(destination: String, path: String, interface: String, name: String,
-                            timeout: UInt64 = 0) throws -> BusValue {
-        let reply = try call(destination: destination, path: path, interface: "org.freedesktop.DBus.Properties",
-                             member: "Get", [.string(interface), .string(name)], timeout: timeout)
-        let v = try reply.readValue()
-        if case let .variant(inner) = v { return inner }
-        return v
-    }
-
-    /// Every property of `interface` at `path`, by name (variants unwrapped).
-    public func getAllProperties(destination: String, path: String, interface: String,
-                                 timeout: UInt64 = 0) throws -> [String: BusValue] {
-        let reply = try call(destination: destination, path: path, interface: "org.freedesktop.DBus.Properties",
-                             member: "GetAll", [.string(interface)], timeout: timeout)
-        guard let dict = try reply.readValue().stringKeyedDictionary else {
-            throw BusError(BusError.failed, "GetAll on \(path) returned no a{sv}")
-        }
-        return dict
-    }
-
-    /// Whether someone owns `name` right now.
-    public func hasOwner(_ name: String) throws -> Bool {
-        let reply = try call(destination: "org.freedesktop.DBus", path: "/org/freedesktop/DBus",
-                             interface: "org.freedesktop.DBus", member: "NameHasOwner", [.string(name)])
-        return try reply.readBool()
-    }
-
-    /// Calls `handler` for each matching signal; nil matches anything. Dispatched by
-    /// `processForever` (a client) or by the attached loop.
-    public func matchSignal(sender: String?, path: String?, interface: String?, member: String?,
-                            handler: @escaping (BusMessage) -> Void) throws -> BusSlot {
-        let box = BusCallbackBox(handler)
-        var slot: OpaquePointer?
-        try check(sd_bus_match_signal(handle, &slot, sender, path, interface, member, signalTrampoline, box.userdata),
-                  "sd_bus_match_signal(\(interface ?? "*").\(member ?? "*"))")
-        return BusSlot(slot!, owning: box)
-    }
-
-    /// Calls `handler` for each message matching a D-Bus match `rule`
-    /// ("type='signal',member='NameOwnerChanged',arg0='io.example'").
-    public func addMatch(_ rule: String, handler: @escaping (BusMessage) -> Void) throws -> BusSlot {
-        let box = BusCallbackBox(handler)
-        var slot: OpaquePointer?
-        try check(sd_bus_add_match(handle, &slot, rule, signalTrampoline, box.userdata), "sd_bus_add_match(\(rule))")
-        return BusSlot(slot!, owning: box)
-    }
+    // MARK: incoming
 
     /// Calls `handler` for every incoming message (calls, property reads, introspection,
     /// signals), before sd-bus dispatches it (sd_bus_add_filter); it cannot stop the dispatch.
@@ -206,16 +136,6 @@ public final class Bus {
         var slot: OpaquePointer?
         try check(sd_bus_add_filter(handle, &slot, filterTrampoline, box.userdata), "sd_bus_add_filter")
         return BusSlot(slot!, owning: box)
-    }
-
-    /// Processes incoming messages, waiting as needed, until `until()` is true after a
-    /// dispatch, or the connection fails (then throws, e.g. ECONNRESET).
-    public func process(until: () -> Bool = { false }) throws {
-        while !until() {
-            let r = try check(sd_bus_process(handle, nil), "processing the bus")
-            if r > 0 { continue }
-            try check(sd_bus_wait(handle, UInt64.max), "waiting on the bus")
-        }
     }
 
     // MARK: paths
@@ -258,13 +178,6 @@ private let nodeEnumeratorTrampoline: sd_bus_node_enumerator_t = { _, prefix, us
     for (i, node) in nodes.enumerated() { array[i] = strdup(node) }
     array[nodes.count] = nil
     retNodes?.pointee = array
-    return 0
-}
-
-private let signalTrampoline: sd_bus_message_handler_t = { m, userdata, _ in
-    guard let m else { return 0 }
-    let box = BusCallbackBox<(BusMessage) -> Void>.from(userdata)
-    withExtendedLifetime(box) { box.handler(BusMessage(retaining: m)) }
     return 0
 }
 

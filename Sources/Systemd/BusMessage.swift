@@ -23,8 +23,6 @@ public final class BusMessage {
 
     public var member: String? { sd_bus_message_get_member(handle).map { String(cString: $0) } }
     public var path: String? { sd_bus_message_get_path(handle).map { String(cString: $0) } }
-    public var interface: String? { sd_bus_message_get_interface(handle).map { String(cString: $0) } }
-    public var sender: String? { sd_bus_message_get_sender(handle).map { String(cString: $0) } }
     /// The signature of the whole body.
     public var signature: String { sd_bus_message_get_signature(handle, 1).map { String(cString: $0) } ?? "" }
 
@@ -45,13 +43,6 @@ public final class BusMessage {
 
     // MARK: reading
 
-    /// Reads every remaining top-level value.
-    public func readAll() throws -> [BusValue] {
-        var out: [BusValue] = []
-        while let v = try readValueIfAny() { out.append(v) }
-        return out
-    }
-
     /// Reads the next value, whatever its type; throws at the end of the body.
     public func readValue() throws -> BusValue {
         guard let v = try readValueIfAny() else {
@@ -64,10 +55,6 @@ public final class BusMessage {
         try read(.string) { $0.string }
     }
 
-    public func readObjectPath() throws -> String {
-        try read(.objectPath) { $0.string }
-    }
-
     public func readUInt32() throws -> UInt32 {
         try read(.uint32) { if case let .uint32(v) = $0 { return v } else { return nil } }
     }
@@ -76,15 +63,7 @@ public final class BusMessage {
         try read(.int32) { if case let .int32(v) = $0 { return v } else { return nil } }
     }
 
-    public func readUInt64() throws -> UInt64 {
-        try read(.uint64) { if case let .uint64(v) = $0 { return v } else { return nil } }
-    }
-
-    public func readBool() throws -> Bool {
-        try read(.bool) { $0.bool }
-    }
-
-    private enum Expected: String { case string = "s", objectPath = "o", uint32 = "u", int32 = "i", uint64 = "t", bool = "b" }
+    private enum Expected: String { case string = "s", uint32 = "u", int32 = "i" }
 
     private func read<T>(_ expected: Expected, _ extract: (BusValue) -> T?) throws -> T {
         var type: CChar = 0

@@ -33,8 +33,7 @@ struct NoUserBus: Error {
         if errno == ENOMEDIUM {
             return "cannot connect to the user bus: neither $DBUS_SESSION_BUS_ADDRESS nor $XDG_RUNTIME_DIR is set"
         }
-        let address = getenv("DBUS_SESSION_BUS_ADDRESS").map { String(cString: $0) }
-            ?? getenv("XDG_RUNTIME_DIR").map { "unix:path=" + String(cString: $0) + "/bus" } ?? "?"
+        let address = BusConnection.userBusAddress() ?? "?"
         return "cannot connect to the user bus at \(address): \(String(cString: strerror(errno)))"
     }
 }
@@ -65,15 +64,6 @@ struct RingmasterClient {
     @discardableResult
     func callManager(_ member: String, _ arguments: [BusValue] = []) throws -> WireMessage {
         try bus.callAll([Self.managerCall(member, arguments)], timeout: Self.timeout)[0].get()
-    }
-
-    /// A ListServices reply: (name, state, running, instances, path), in config order.
-    static func services(_ reply: WireMessage) -> [(name: String, state: String, running: UInt32, instances: UInt32, path: String)] {
-        (reply.body.first?.elements ?? []).compactMap { entry in
-            guard let f = entry.elements, f.count == 5, let name = f[0].string, let state = f[1].string,
-                  let running = f[2].integer, let instances = f[3].integer, let path = f[4].string else { return nil }
-            return (name, state, UInt32(running), UInt32(instances), path)
-        }
     }
 
     func servicePath(_ name: String) throws -> String {

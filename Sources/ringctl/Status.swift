@@ -27,6 +27,8 @@ struct Status: Subcommand {
     struct Row {
         var name: String
         var properties: [String: BusValue]
+        /// Realtime µs when the replies arrived: one clock for every row.
+        var now: UInt64
 
         func string(_ key: String) -> String { properties[key]?.string ?? "" }
         func number(_ key: String) -> UInt64 { properties[key]?.uint64 ?? 0 }
@@ -34,7 +36,7 @@ struct Status: Subcommand {
         var pids: [UInt64] { (properties["PIDs"]?.elements ?? []).compactMap(\.uint64) }
         /// µs in the current state, while running
         var uptime: UInt64? {
-            let since = number("StateChangeTimestamp"), now = Format.nowUSec()
+            let since = number("StateChangeTimestamp")
             return state == "running" && since > 0 && now >= since ? now - since : nil
         }
     }
@@ -52,15 +54,16 @@ struct Status: Subcommand {
                 calls.append(RingmasterClient.getAll(path: RingmasterBus.managerPath, interface: RingmasterBus.managerInterface))
             }
             let replies = try client.bus.callAll(calls, timeout: RingmasterClient.timeout)
-            let services = RingmasterClient.services(try replies[0].get())
+            let now = Format.nowUSec()
+            let services = Self.namesAndPaths(try replies[0].get())
             let objects = Self.serviceObjects(try replies[1].get())
             var selected: [(name: String, path: String)] = []
             if names.isEmpty {
-                selected = services.map { ($0.name, $0.path) }
+                selected = services
             } else {
                 for name in names {
                     if let s = services.first(where: { $0.name == name }) {
-                        selected.append((s.name, s.path))
+                        selected.append(s)
                     } else {
                         printError("no service named \"\(name)\"")
                         code = ExitCodes.noSuchService
@@ -68,7 +71,7 @@ struct Status: Subcommand {
                 }
             }
             // A service missing from the objects was removed by a reload meanwhile.
-            let rows = selected.compactMap { s in objects[s.path].map { Row(name: s.name, properties: $0) } }
+            let rows = selected.compactMap { s in objects[s.path].map { Row(name: s.name, properties: $0, now: now) } }
             if json {
                 output(JSON.array(rows.map(Status.json)).text + "\n")
             } else {
@@ -81,6 +84,15 @@ struct Status: Subcommand {
             }
         }
         if code != 0 { throw ExitCode(code) }
+    }
+
+    /// A ListServices reply (a(ssuuo)): every service's name and object path, in config
+    /// order (the rest of each entry is in its properties too).
+    static func namesAndPaths(_ reply: WireMessage) -> [(name: String, path: String)] {
+        (reply.body.first?.elements ?? []).compactMap { entry in
+            guard let f = entry.elements, f.count == 5, let name = f[0].string, let path = f[4].string else { return nil }
+            return (name, path)
+        }
     }
 
     /// The Service interface's properties of every object in a GetManagedObjects reply

@@ -2,7 +2,7 @@ import XCTest
 @testable import DBus
 
 /// The wire format against the D-Bus specification's rules and known bytes; the client
-/// against libsystemd and the real bus is tested in RingmasterRuntimeTests (BusConnectionTests)
+/// against libsystemd and the real bus is tested in RingmasterRuntimeTests (BusWrapperTests)
 /// and by every ringctl integration test.
 final class WireCodecTests: XCTestCase {
     private func encode(_ values: [BusValue], base: Int = 0) throws -> [UInt8] {

@@ -85,6 +85,7 @@ final class CheckTests: IntegrationTestCase {
         let r = try runCommand([try Binaries.ringctl(), "check", path])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertEqual(r.stderr, "")
+        XCTAssertEqual(r.stdout, "\(path): OK (2 services, 1 socket)\n")
     }
 
     func testRingctlCheckAcceptsTheDemo() throws {

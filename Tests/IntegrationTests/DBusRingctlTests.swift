@@ -19,6 +19,19 @@ final class DBusRingctlTests: DBusTestCase {
         XCTAssertEqual(stop.stderr, "ringctl: ringmasterd is not running (no io.ringmaster.Ringmaster1 on the user bus)\n")
     }
 
+    func testNoUserBus() throws {
+        var env = ProcessInfo.processInfo.environment
+        env["DBUS_SESSION_BUS_ADDRESS"] = "unix:path=\(dir)/no-bus"
+        var r = try runCommand([try Binaries.ringctl(), "status"], environment: env)
+        XCTAssertEqual(r.status, 3)
+        XCTAssertEqual(r.stderr, "ringctl: cannot connect to the user bus at unix:path=\(dir)/no-bus: No such file or directory\n")
+        env["DBUS_SESSION_BUS_ADDRESS"] = nil
+        env["XDG_RUNTIME_DIR"] = nil
+        r = try runCommand([try Binaries.ringctl(), "stop", "web"], environment: env)
+        XCTAssertEqual(r.status, 1)
+        XCTAssertEqual(r.stderr, "ringctl: cannot connect to the user bus: neither $DBUS_SESSION_BUS_ADDRESS nor $XDG_RUNTIME_DIR is set\n")
+    }
+
     func testStatusTableJSONAndExitCodes() throws {
         let (web, sleeper, daemon) = try startWebAndSleeper()
         let table = try ringctl(["status"])

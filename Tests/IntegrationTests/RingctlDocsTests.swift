@@ -27,9 +27,10 @@ final class RingctlDocsTests: IntegrationTestCase {
         let root = URL(fileURLWithPath: Binaries.examples).deletingLastPathComponent().deletingLastPathComponent()
         let files = ["docs/man/ringctl.1", "contrib/completions/ringctl.bash", "contrib/completions/_ringctl",
                      "contrib/completions/ringctl.fish"]
+        let commands = try commands()
         for file in files {
             let text = try String(contentsOf: root.appendingPathComponent(file), encoding: .utf8)
-            for (name, options) in try commands() {
+            for (name, options) in commands {
                 XCTAssertTrue(text.contains(name), "\(file) does not mention the subcommand \(name)")
                 for option in options {
                     // The man page writes "--lines" as "Fl n , -lines", fish as "-l 'lines'" / 'n/lines='.
