@@ -118,3 +118,16 @@ extension EventLoop {
         }
     }
 }
+
+/// Runs `body` with the path of a stand-in journald stdout socket that accepts nothing: its
+/// backlog of 0 is filled by one unaccepted connection, so a child's connect can only retry.
+func withStuckJournalSocket<R>(_ body: (String) throws -> R) throws -> R {
+    let dir = makeTemporaryDirectory()
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let socketPath = dir + "/stdout"
+    let listener = try bindListenSocket(.unix(path: socketPath), backlog: 0)
+    defer { close(listener) }
+    let filler = try connectUnix(socketPath)
+    defer { close(filler) }
+    return try body(socketPath)
+}

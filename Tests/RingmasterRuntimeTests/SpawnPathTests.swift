@@ -182,41 +182,35 @@ final class SpawnPathTests: XCTestCase {
     func testASignalBeforeExecNeverRunsTheParentsHandler() throws {
         let previousHandler = installUSR1Handler()
         defer { _ = sigaction(SIGUSR1, previousHandler, nil) }
-        let dir = makeTemporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let socketPath = dir + "/stdout"
-        let listener = try bindListenSocket(.unix(path: socketPath), backlog: 0)
-        defer { close(listener) }
-        let filler = try connectUnix(socketPath)
-        defer { close(filler) }
-
-        let ownExe = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
-        for path in SpawnPath.allCases {
-            let countBefore = usr1Count
-            let caughtBeforeExec = Atomic()
-            let signaller = Thread {
-                let deadline = monotonicNow() + 2_000_000
-                while monotonicNow() < deadline {
-                    for (pid, _) in childrenOfThisProcess() {
-                        guard (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")) == ownExe else { continue }
-                        kill(pid, SIGUSR1)
-                        caughtBeforeExec.set()
-                        return
+        try withStuckJournalSocket { socketPath in
+            let ownExe = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+            for path in SpawnPath.allCases {
+                let countBefore = usr1Count
+                let caughtBeforeExec = Atomic()
+                let signaller = Thread {
+                    let deadline = monotonicNow() + 2_000_000
+                    while monotonicNow() < deadline {
+                        for (pid, _) in childrenOfThisProcess() {
+                            guard (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")) == ownExe else { continue }
+                            kill(pid, SIGUSR1)
+                            caughtBeforeExec.set()
+                            return
+                        }
+                        usleep(1000)
                     }
-                    usleep(1000)
                 }
+                signaller.start()
+                var request = SpawnRequest(argv: ["/bin/sleep", "10"])
+                request.journalIdentifier = "web"
+                request.journalSocketPath = socketPath
+                let child = try path.run { try PosixSpawner().spawn(request) }
+                var status: Int32 = 0
+                waitpid(child.pid, &status, 0)
+                close(child.pidfd)
+                XCTAssertTrue(caughtBeforeExec.isSet, "the signal was sent before exec (\(path))")
+                XCTAssertEqual(status & 0x7f, SIGUSR1, "killed by the default action (\(path))")
+                XCTAssertEqual(usr1Count, countBefore, "the parent's handler did not run (\(path))")
             }
-            signaller.start()
-            var request = SpawnRequest(argv: ["/bin/sleep", "10"])
-            request.journalIdentifier = "web"
-            request.journalSocketPath = socketPath
-            let child = try path.run { try PosixSpawner().spawn(request) }
-            var status: Int32 = 0
-            waitpid(child.pid, &status, 0)
-            close(child.pidfd)
-            XCTAssertTrue(caughtBeforeExec.isSet, "the signal was sent before exec (\(path))")
-            XCTAssertEqual(status & 0x7f, SIGUSR1, "killed by the default action (\(path))")
-            XCTAssertEqual(usr1Count, countBefore, "the parent's handler did not run (\(path))")
         }
     }
 

@@ -184,23 +184,16 @@ final class SpawnerTests: XCTestCase {
     /// journald alive but stuck (backlog full): the child must not hang in connect —
     /// that would stall the daemon, which waits for the exec — but fall back quickly.
     func testJournalWithFullBacklogFallsBackWithoutHanging() throws {
-        let dir = makeTemporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let socketPath = dir + "/stdout"
-        let listener = try bindListenSocket(.unix(path: socketPath), backlog: 0)
-        defer { close(listener) }
-        // One unaccepted connection fills a backlog of 0.
-        let filler = try connectUnix(socketPath)
-        defer { close(filler) }
-
-        var request = sh("echo out; echo err >&2")
-        request.journalIdentifier = "web"
-        request.journalSocketPath = socketPath
-        let started = monotonicNow()
-        let result = try runToCompletion(request)
-        XCTAssertLessThan(monotonicNow() - started, 2_000_000)
-        XCTAssertEqual(result.stdout, "out\n")
-        XCTAssertEqual(result.stderr, "err\n")
+        try withStuckJournalSocket { socketPath in
+            var request = sh("echo out; echo err >&2")
+            request.journalIdentifier = "web"
+            request.journalSocketPath = socketPath
+            let started = monotonicNow()
+            let result = try runToCompletion(request)
+            XCTAssertLessThan(monotonicNow() - started, 2_000_000)
+            XCTAssertEqual(result.stdout, "out\n")
+            XCTAssertEqual(result.stderr, "err\n")
+        }
     }
 
     /// A stand-in journald: the child must connect twice (stdout first), write
