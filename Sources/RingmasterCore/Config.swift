@@ -93,6 +93,10 @@ public struct EnvironmentVariable: Equatable, Hashable, Sendable {
 }
 
 public struct ServiceConfig: Equatable, Hashable, Sendable {
+    /// The most instances a service may have, in the config or by a scale command: more is
+    /// surely a typo (and would exhaust the machine).
+    public static let maximumInstances = 10_000
+
     public var name: String
     /// argv; with `shell`, a single string run by `/bin/sh -c`.
     public var command: [String]

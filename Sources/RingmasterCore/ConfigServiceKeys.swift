@@ -8,8 +8,7 @@ extension ConfigValidator {
         "environment", "working-directory", "after", "autostart",
     ]
     static let startLimitKeys = ["count", "interval"]
-    /// more than this is surely a typo (and would exhaust the machine)
-    static let maximumInstances = 10_000
+    static var maximumInstances: Int { ServiceConfig.maximumInstances }
     /// set by ringmaster for every child; a service may not override them
     static let reservedEnvironment: Set<String> = [
         "LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PID", "NOTIFY_SOCKET", "JOURNAL_STREAM",

@@ -7,7 +7,12 @@
 // No I/O and no clock: `now` is passed in with every event.
 
 public enum InstanceState: String, Equatable, Sendable, CaseIterable {
-    case stopped, starting, running, stopping, backoff, failed
+    /// `exited`: ended and will not be restarted by policy (a clean exit under
+    /// `restart = "on-failure"` or `"never"`); a start command runs it again.
+    case stopped, starting, running, stopping, backoff, failed, exited
+
+    /// A process is (or is about to be) there, or a timer will act: not a resting state.
+    public var isTransient: Bool { self == .starting || self == .stopping || self == .backoff }
 }
 
 /// How a process ended, as waitid(2) reports it.
@@ -89,6 +94,8 @@ public struct InstanceMachine: Equatable, Sendable {
     public private(set) var failureReason: String? = nil
     /// when `state` last changed
     public private(set) var stateChangedAt: USec = 0
+    /// spawns so far: a rolling restart knows an instance was replaced when this grew
+    public private(set) var generation = 0
 
     public init(index: Int) { self.index = index }
 
@@ -100,7 +107,7 @@ public struct InstanceMachine: Equatable, Sendable {
         case .startRequested:
             wanted = true
             switch state {
-            case .stopped, .failed:
+            case .stopped, .failed, .exited:
                 resetFailures()
                 spawn(config: config, now: now, manual: true, into: &actions)
             case .backoff:
@@ -115,7 +122,7 @@ public struct InstanceMachine: Equatable, Sendable {
             switch state {
             case .starting, .running:
                 beginStop(config: config, now: now, into: &actions)
-            case .stopped, .failed, .backoff:
+            case .stopped, .failed, .backoff, .exited:
                 if state == .backoff { actions.append(.cancelTimer(.restart)) }
                 resetFailures()
                 spawn(config: config, now: now, manual: true, into: &actions)
@@ -131,7 +138,7 @@ public struct InstanceMachine: Equatable, Sendable {
             case .backoff:
                 actions.append(.cancelTimer(.restart))
                 enter(.stopped, now: now, into: &actions)
-            case .failed:
+            case .failed, .exited:
                 failureReason = nil
                 enter(.stopped, now: now, into: &actions)
             case .stopped, .stopping:
@@ -198,6 +205,7 @@ public struct InstanceMachine: Equatable, Sendable {
 
     private mutating func spawn(config: ServiceConfig, now: USec, manual: Bool, into actions: inout [InstanceAction]) {
         if !manual { restarts += 1 }
+        generation += 1
         recentStarts.append(now)
         enter(.starting, now: now, into: &actions)
         actions.append(.spawn)
@@ -219,8 +227,10 @@ public struct InstanceMachine: Equatable, Sendable {
         case .never: restart = false
         }
         guard restart else {
-            if success || !wanted {
+            if !wanted {
                 enter(.stopped, now: now, into: &actions)
+            } else if success {
+                enter(.exited, now: now, into: &actions)
             } else {
                 fail("\(reason); restart = \"\(config.restart.rawValue)\"", now: now, into: &actions)
             }

@@ -1,9 +1,6 @@
-// A service: `instances` instance machines plus what the service as a whole is wanted to do.
-// Pure, like InstanceMachine: the supervisor feeds events and performs the returned actions.
-
-public enum ServiceState: String, Equatable, Sendable, CaseIterable {
-    case stopped, starting, running, stopping, backoff, failed
-}
+// A service: its instance machines plus what the service as a whole is wanted to do.
+// Pure, like InstanceMachine. It does not decide *when* instances are told to start or stop
+// (dependencies, batches, rolling restarts): the `Stack` does, feeding one instance at a time.
 
 /// An instance action, tagged with the instance it is for.
 public struct ServiceAction: Equatable, Sendable {
@@ -15,138 +12,124 @@ public struct ServiceAction: Equatable, Sendable {
 public struct ServiceMachine: Equatable, Sendable {
     public private(set) var config: ServiceConfig
     public private(set) var instances: [InstanceMachine] = []
-    /// the service is wanted up (autostart, or a start command)
-    public private(set) var wanted = false
-    /// instances above this index are being scaled away and are dropped once stopped
+    /// the service is wanted up (autostart, or a start command), even while it waits for
+    /// its dependencies (`awaitingDependencies`)
+    public internal(set) var wanted = false
+    /// wanted, but its instances were not told to start yet: a dependency is not settled
+    public internal(set) var awaitingDependencies = false
+    /// set while a dependency it waits for is failed: "dependency db failed"
+    public internal(set) var dependencyFailure: String? = nil
+    /// instances at or above this index are being scaled away and are dropped once down
     public private(set) var wantedInstances: Int
+    /// How the service's most recent process ended (kept when its instance is scaled away).
+    public private(set) var lastExit: ExitStatus? = nil
 
     public init(config: ServiceConfig) {
         self.config = config
         self.wantedInstances = config.instances
         self.instances = (0..<config.instances).map { InstanceMachine(index: $0) }
+        for i in instances { tally.add(i, 1) }
     }
 
     public var name: String { config.name }
 
-    /// The state a user sees: the most urgent of the instances' states.
-    public var state: ServiceState {
-        let states = instances.map(\.state)
-        if states.contains(.failed) { return .failed }
-        if states.contains(.stopping) { return .stopping }
-        if states.contains(.starting) { return .starting }
-        if states.contains(.backoff) { return .backoff }
-        if wanted {
-            // wanted but not spawned yet: waiting for dependencies
-            return states.allSatisfy({ $0 == .running }) ? .running
-                : (states.contains(.running) ? .starting : (isSettledDown ? .stopped : .starting))
+    /// Instances by state, alive and spawning, kept as instances change: every question the
+    /// Stack asks on every event is O(1), even with 10,000 instances.
+    private var tally = Tally()
+
+    struct Tally: Equatable, Sendable {
+        var byState: [Int] = Array(repeating: 0, count: InstanceState.allCases.count)
+        var alive = 0
+        var spawning = 0
+
+        subscript(_ state: InstanceState) -> Int { byState[InstanceState.allCases.firstIndex(of: state)!] }
+
+        mutating func add(_ i: InstanceMachine, _ sign: Int) {
+            byState[InstanceState.allCases.firstIndex(of: i.state)!] += sign
+            if i.isActive || i.state == .starting || i.state == .stopping { alive += sign }
+            if i.state == .starting && i.pid == nil { spawning += sign }
         }
-        return states.contains(.running) ? .running : .stopped
     }
 
-    /// wanted, yet every instance ended for good (restart = never / on-failure after a clean exit)
-    private var isSettledDown: Bool {
-        !instances.isEmpty && instances.allSatisfy { $0.state == .stopped && $0.lastExit != nil && $0.wanted }
+    public var facts: ServiceFacts {
+        ServiceFacts(wanted: wanted, dependencyFailed: dependencyFailure != nil, anyFailed: tally[.failed] > 0,
+                     anyReady: tally[.running] > 0, anyAlive: tally.alive > 0, anyStopping: tally[.stopping] > 0,
+                     anyBackoff: tally[.backoff] > 0, instances: instances.count,
+                     allExited: !instances.isEmpty && tally[.exited] == instances.count)
     }
 
-    public var running: Int { instances.filter { $0.state == .running }.count }
+    /// The state a user sees, from the one table.
+    public var state: ServiceState { ServiceStateTable.state(of: facts) }
+
+    public var running: Int { tally[.running] }
     public var pids: [Int32] { instances.compactMap(\.pid) }
     public var restarts: Int { instances.reduce(0) { $0 + $1.restarts } }
-    public var failureReason: String? { instances.lazy.compactMap(\.failureReason).first }
-    /// How the service's most recent process ended (kept when its instance is scaled away).
-    public private(set) var lastExit: ExitStatus? = nil
+    public var failureReason: String? { dependencyFailure ?? instances.lazy.compactMap(\.failureReason).first }
 
-    /// Ready, for the services that are `after` this one and for the daemon's READY=1:
-    /// every wanted instance running.
-    public var isReady: Bool { wanted && instances.count == wantedInstances && instances.allSatisfy { $0.state == .running } }
-
-    /// Nothing more will happen without a command: dependents need not wait for it.
+    /// Settled, for the services `after` it: not wanted; or every wanted instance ready or
+    /// ended for good, and none failed. (A service that failed is not settled: its dependents
+    /// fail too.)
     public var isSettled: Bool {
-        if isReady { return true }
-        switch state {
-        case .failed: return true
-        case .stopped: return true
-        default: return false
-        }
+        if !wanted { return true }
+        if awaitingDependencies || dependencyFailure != nil { return false }
+        return instances.count == wantedInstances && tally[.running] + tally[.exited] == instances.count
     }
 
-    /// Every process gone.
-    public var isDown: Bool { instances.allSatisfy { !$0.isActive && $0.state != .stopping } }
+    /// Every process gone, none being spawned.
+    public var isDown: Bool { tally.alive == 0 }
 
-    // MARK: - commands
+    /// A spawn was asked for and its result is not in yet.
+    public var isSpawning: Bool { tally.spawning > 0 }
 
-    public mutating func start(now: USec) -> [ServiceAction] {
-        wanted = true
-        return instances.indices.flatMap { feed(.startRequested, to: $0, now: now) }
-    }
+    /// Live processes (being spawned counts).
+    public var alive: Int { tally.alive }
 
-    public mutating func stop(now: USec) -> [ServiceAction] {
-        wanted = false
-        return instances.indices.reversed().flatMap { feed(.stopRequested, to: $0, now: now) }
-    }
+    // MARK: - changes the Stack makes
 
-    /// Restart every instance at once (rolling restarts are the supervisor's business, one instance at a time).
-    public mutating func restart(now: USec) -> [ServiceAction] {
-        wanted = true
-        return instances.indices.flatMap { feed(.restartRequested, to: $0, now: now) }
-    }
-
-    public mutating func restartInstance(_ index: Int, now: USec) -> [ServiceAction] {
-        guard instances.indices.contains(index) else { return [] }
-        wanted = true
-        return feed(.restartRequested, to: index, now: now)
-    }
-
-    /// Change the number of instances: new ones start (if the service is wanted), the highest
-    /// numbers stop first and are dropped once down.
-    public mutating func scale(to count: Int, now: USec) -> [ServiceAction] {
+    /// Change the number of instance slots: returns the new indices (to start, if wanted) and
+    /// the indices beyond the new count, highest first (to stop); those are dropped once down.
+    mutating func setInstanceCount(_ count: Int) -> (added: Range<Int>, removed: [Int]) {
         wantedInstances = count
         config.instances = count
-        var actions: [ServiceAction] = []
-        if count > instances.count {
-            for i in instances.count..<count {
+        let before = instances.count
+        if count > before {
+            for i in before..<count {
                 instances.append(InstanceMachine(index: i))
-                if wanted { actions += feed(.startRequested, to: i, now: now) }
+                tally.add(instances[i], 1)
             }
-        } else {
-            for i in (count..<instances.count).reversed() {
-                actions += feed(.stopRequested, to: i, now: now)
-            }
+            return (before..<count, [])
         }
+        let removed = Array((count..<before).reversed())
         dropScaledAway()
-        return actions
+        return (count..<count, removed)
     }
 
-    /// Replace the config. The supervisor decides whether that needs a restart; this only swaps
-    /// the settings used for future decisions (delays, signals) and scales.
-    public mutating func update(config new: ServiceConfig, now: USec) -> [ServiceAction] {
-        let count = new.instances
+    /// Replace the settings used for future decisions (delays, signals, the command of the
+    /// next spawn). The instance count is the Stack's to change (`setInstanceCount`).
+    mutating func replaceConfig(_ new: ServiceConfig) {
         var cfg = new
         cfg.instances = config.instances
         config = cfg
-        return count == wantedInstances ? [] : scale(to: count, now: now)
     }
 
-    // MARK: - events
-
-    public mutating func handle(_ event: InstanceEvent, instance index: Int, now: USec) -> [ServiceAction] {
+    mutating func handle(_ event: InstanceEvent, instance index: Int, now: USec) -> [InstanceAction] {
         guard instances.indices.contains(index) else { return [] }
         switch event {
         case let .processExited(status): lastExit = status
         case .spawnFailed: lastExit = .exited(127)
         default: break
         }
-        let actions = feed(event, to: index, now: now)
+        tally.add(instances[index], -1)
+        let actions = instances[index].handle(event, config: config, now: now)
+        tally.add(instances[index], 1)
         dropScaledAway()
         return actions
     }
 
-    private mutating func feed(_ event: InstanceEvent, to index: Int, now: USec) -> [ServiceAction] {
-        instances[index].handle(event, config: config, now: now).map { ServiceAction(instance: index, action: $0) }
-    }
-
     private mutating func dropScaledAway() {
         while instances.count > wantedInstances, let last = instances.last,
-              !last.isActive, last.state == .stopped || last.state == .failed {
+              !last.isActive, last.state != .starting, last.state != .stopping, last.state != .backoff {
+            tally.add(last, -1)
             instances.removeLast()
         }
     }

@@ -19,7 +19,7 @@ extension BusService {
                 BusMethod("ListServices", out: [BusArgument("services", "a(ssuuo)")]) { [unowned self] _ in
                     [.array(element: "(ssuuo)", self.supervisor.services.map { slot in
                         .structure([.string(slot.name), .string(slot.machine.state.rawValue),
-                                    .uint32(UInt32(slot.machine.running)), .uint32(UInt32(self.wantedInstances(slot))),
+                                    .uint32(UInt32(slot.machine.running)), .uint32(UInt32(slot.wantedInstances)),
                                     .objectPath(BusService.path(of: slot.name))])
                     })]
                 },

@@ -21,8 +21,6 @@ public final class BusService {
     /// the supervisor's `generation` when the published objects were last brought up to date
     private var generation = -1
     public var supervisor: Supervisor { daemon.supervisor }
-    /// rolling restarts under way (RestartService)
-    var rollingRestarts: RollingRestarts { daemon.rollingRestarts }
 
     /// Who may call mutating methods: this euid and root.
     let ownerUID: uid_t = geteuid()
@@ -53,7 +51,7 @@ public final class BusService {
         exported.append(try bus.addObjectManager(path: RingmasterBus.managerPath))
         try bus.attach(to: daemon.loop)
 
-        for slot in supervisor.allSlots { snapshots[ObjectIdentifier(slot)] = (slot, ServiceSnapshot(slot, self)) }
+        for slot in supervisor.allSlots { snapshots[ObjectIdentifier(slot)] = (slot, ServiceSnapshot(slot)) }
         published = Set(supervisor.services.map(\.name))
         configFiles = supervisor.config.files
         let previousChange = daemon.onChange
@@ -99,11 +97,6 @@ public final class BusService {
         return slot
     }
 
-    /// The instances the service is meant to have (not counting a rolling restart's extra one).
-    func wantedInstances(_ slot: ServiceSlot) -> Int {
-        rollingRestarts.targetInstances(of: slot.name) ?? slot.machine.wantedInstances
-    }
-
     // MARK: - commands (shared by the Manager and Service objects)
 
     /// Mutating calls: the sender's euid, from the bus, must be ours or root.
@@ -144,22 +137,15 @@ public final class BusService {
     }
 
     func stop(_ name: String) throws(ControlError) {
-        _ = try supervisor.requireSlot(name)
-        rollingRestarts.cancel(name, scaleBack: true)
         try supervisor.stopService(name)
     }
 
     func restart(_ name: String) throws(ControlError) {
-        try rollingRestarts.restart(name)
+        try supervisor.restartService(name)
     }
 
     func scale(_ name: String, _ count: UInt32) throws(ControlError) {
-        _ = try supervisor.requireSlot(name)
-        guard count >= 1, count <= UInt32(maximumScaledInstances) else {
-            throw .invalidArgument("instances must be between 1 and \(maximumScaledInstances), not \(count) (to stop every instance, stop the service)")
-        }
-        rollingRestarts.cancel(name, scaleBack: false)
-        try supervisor.scaleService(name, to: Int(count))
+        try supervisor.scaleService(name, to: Int(clamping: count))
     }
 
     func kill(_ name: String, _ signal: Int32) throws(ControlError) {
@@ -175,8 +161,7 @@ public final class BusService {
         }
     }
 
-    /// After every reload attempt (D-Bus or SIGHUP): the Reloaded signal. (Rolling restarts
-    /// under way are the daemon's to cancel: `Daemon.reload`.)
+    /// After every reload attempt (D-Bus or SIGHUP): the Reloaded signal.
     private func reloaded(ok: Bool, message: String) {
         emit("Reloaded", [.bool(ok), .string(message)])
     }
@@ -196,7 +181,7 @@ public final class BusService {
         // Only what changed is looked at: O(changed services) per event, not O(all).
         for slot in supervisor.takeChangedSlots() {
             let id = ObjectIdentifier(slot)
-            let new = ServiceSnapshot(slot, self)
+            let new = ServiceSnapshot(slot)
             let old = snapshots[id]?.snapshot
             snapshots[id] = (slot, new)
             guard let old else {
@@ -240,7 +225,7 @@ public final class BusService {
     private func slotRemoved(_ slot: ServiceSlot) {
         let id = ObjectIdentifier(slot)
         guard let old = snapshots.removeValue(forKey: id)?.snapshot else { return }
-        announce(slot.name, from: old, to: ServiceSnapshot(slot, self), hasObject: false)
+        announce(slot.name, from: old, to: ServiceSnapshot(slot), hasObject: false)
     }
 
     /// The signals for what changed in one service since the last snapshot.
@@ -291,10 +276,10 @@ struct ServiceSnapshot: Equatable {
 
     var state: String { properties["State"]?.string ?? "" }
 
-    init(_ slot: ServiceSlot, _ service: BusService) {
+    init(_ slot: ServiceSlot) {
         properties = [:]
         for property in BusService.serviceProperties where property.change == .emitsChange {
-            properties[property.name] = property.value(slot, service)
+            properties[property.name] = property.value(slot, nil)
         }
     }
 }

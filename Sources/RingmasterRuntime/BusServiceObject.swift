@@ -10,7 +10,8 @@ extension BusService {
         let name: String
         let signature: String
         let change: BusProperty.Change
-        let value: (ServiceSlot, BusService) -> BusValue
+        /// (the service is nil for the snapshot of a property that does not need it)
+        let value: (ServiceSlot, BusService?) -> BusValue
     }
 
     static let serviceProperties: [ServiceProperty] = [
@@ -18,8 +19,8 @@ extension BusService {
         ServiceProperty(name: "State", signature: "s", change: .emitsChange) { slot, _ in
             .string(slot.machine.state.rawValue)
         },
-        ServiceProperty(name: "Instances", signature: "u", change: .emitsChange) { slot, service in
-            .uint32(UInt32(service.wantedInstances(slot)))
+        ServiceProperty(name: "Instances", signature: "u", change: .emitsChange) { slot, _ in
+            .uint32(UInt32(slot.wantedInstances))
         },
         ServiceProperty(name: "Running", signature: "u", change: .emitsChange) { slot, _ in
             .uint32(UInt32(slot.machine.running))
@@ -42,10 +43,12 @@ extension BusService {
         // From the service's cgroup where it is delegated (every process, setsid ones included,
         // and the CPU time of instances that ended); else summed from /proc over its process groups.
         ServiceProperty(name: "CPUUsageNSec", signature: "t", change: .unannounced) { slot, service in
-            .uint64(service.supervisor.cgroups?.cpuUsageNSec(service: slot.name) ?? slot.metrics(service.supervisor).cpuNSec)
+            guard let supervisor = service?.supervisor else { return .uint64(0) }
+            return .uint64(supervisor.cgroups?.cpuUsageNSec(service: slot.name) ?? slot.metrics(supervisor).cpuNSec)
         },
         ServiceProperty(name: "MemoryCurrent", signature: "t", change: .unannounced) { slot, service in
-            .uint64(service.supervisor.cgroups?.memoryCurrent(service: slot.name) ?? slot.metrics(service.supervisor).memoryBytes)
+            guard let supervisor = service?.supervisor else { return .uint64(0) }
+            return .uint64(supervisor.cgroups?.memoryCurrent(service: slot.name) ?? slot.metrics(supervisor).memoryBytes)
         },
         // Extensions beyond SPEC.md's minimum (docs/dbus.md):
         ServiceProperty(name: "FailureReason", signature: "s", change: .emitsChange) { slot, _ in

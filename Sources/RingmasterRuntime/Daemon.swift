@@ -11,8 +11,6 @@ public final class Daemon {
     public let loop: EventLoop
     public let log: EventLog
     public let supervisor: Supervisor
-    /// rolling restarts under way (D-Bus RestartService, and changed services on reload)
-    public private(set) var rollingRestarts: RollingRestarts!
     public let configPath: String
     public private(set) var state: State = .starting
     /// the last reload's error, shown in STATUS= until a reload succeeds
@@ -37,9 +35,24 @@ public final class Daemon {
         self.loop = loop
         self.log = log
         self.passed = passed
-        self.supervisor = Supervisor(config: config, loop: loop, log: log, environment: environment)
+        self.supervisor = Supervisor(config: config, loop: loop, log: log, environment: environment,
+                                     limits: Daemon.limits())
         supervisor.onChange = { [unowned self] in self.changed() }
-        rollingRestarts = RollingRestarts(supervisor: supervisor)
+    }
+
+    /// What the core may do per step, and the open-file limit it checks instance counts against
+    /// (after `ChildEnvironment.raiseFileLimit()`): per instance a pidfd, a notify socket and a
+    /// cgroup directory (or a console pipe).
+    static func limits() -> StackLimits {
+        var rl = rlimit()
+        let files = getrlimit(Int32(RLIMIT_NOFILE.rawValue), &rl) == 0 && rl.rlim_cur != rlim_t.max
+            ? Int(clamping: rl.rlim_cur) : nil
+        return StackLimits(fileLimit: files, filesPerInstance: 3, filesReserved: 256)
+    }
+
+    /// Refuses a config whose instances the open-file limit cannot hold.
+    public func checkCapacity(of config: Config) throws(ControlError) {
+        try supervisor.stack.checkCapacity(of: config)
     }
 
     /// Takes the sockets systemd passed, takes back the fd store's, binds (and stores) the rest.
@@ -73,7 +86,7 @@ public final class Daemon {
     /// Re-reads and validates the config; an invalid one changes nothing. Returns the config
     /// errors (or the summary of what changed).
     @discardableResult
-    public func reload() -> Result<ReloadSummary, ConfigErrors> {
+    public func reload() -> Result<ReloadPlan, ConfigErrors> {
         guard state != .stopping else {
             return .failure(ConfigErrors([ConfigDiagnostic(SourceLocation(file: configPath, line: 1, column: 1),
                                                            "ringmasterd is stopping")]))
@@ -96,9 +109,10 @@ public final class Daemon {
             onReloaded?(false, error.description)
             return .failure(error)
         }
-        let sockets: [String: Int32]
+        let plan: ReloadPlan
         do {
-            sockets = try reopenSockets(for: new)
+            try supervisor.stack.checkCapacity(of: new)
+            plan = try supervisor.apply(new, sockets: try reopenSockets(for: new))
         } catch {
             let message = "\(error)"
             reloadError = "reload failed: " + message
@@ -108,14 +122,9 @@ public final class Daemon {
             return .failure(errors)
         }
         reloadError = nil
-        // A restart under way is superseded: the new config sets every instance count.
-        rollingRestarts.cancelAll()
-        let summary = supervisor.apply(new, sockets: sockets) { [rollingRestarts] slot in
-            try? rollingRestarts?.restart(slot.name)
-        }
-        log.info("reloaded", "reloaded \(configPath): \(summary)")
-        onReloaded?(true, summary.description)
-        return .success(summary)
+        log.info("reloaded", "reloaded \(configPath): \(plan)")
+        onReloaded?(true, plan.description)
+        return .success(plan)
     }
 
     /// Keeps the fds of sockets whose config did not change, binds (and stores) new ones (all
@@ -155,7 +164,6 @@ public final class Daemon {
             message += "READY=1\n"
         }
         if !message.isEmpty { _ = SystemdNotify.send(message) }
-        rollingRestarts.supervisorChanged()
         onChange?()
     }
 
@@ -164,7 +172,7 @@ public final class Daemon {
         var counts: [ServiceState: [String]] = [:]
         for slot in supervisor.services { counts[slot.machine.state, default: []].append(slot.name) }
         var parts: [String] = []
-        for state in [ServiceState.running, .starting, .backoff, .stopping, .stopped] {
+        for state in [ServiceState.running, .starting, .backoff, .stopping, .exited, .stopped] {
             if let names = counts[state] { parts.append("\(names.count) \(state.rawValue)") }
         }
         if let failed = counts[.failed] {
@@ -175,14 +183,5 @@ public final class Daemon {
         if state == .stopping { text = "stopping: " + text }
         if let e = reloadError { text = e + "; " + text }
         return text
-    }
-}
-
-extension Supervisor {
-    /// Every autostart service is ready or has failed (or was stopped for good).
-    public var isSettled: Bool {
-        services.allSatisfy { slot in
-            !slot.pendingStart && (slot.machine.isSettled || !slot.machine.wanted)
-        }
     }
 }

@@ -2,27 +2,39 @@ import Glibc
 import RingmasterCore
 import Systemd
 
-/// A service as the supervisor holds it: the pure machine plus the live resources of each
-/// instance (process, watch, notify socket, timers).
+/// A service as the runtime holds it: the live resources of its instances (process, watch,
+/// notify socket, timers, cgroup) beside the core's entry for it, which decides everything.
 public final class ServiceSlot {
-    public internal(set) var machine: ServiceMachine
-    /// wanted up, waiting for its dependencies to be ready
-    var pendingStart = false
-    /// wanted down (shutdown), waiting for its dependents to be down
-    var pendingStop = false
-    /// removed from the config by a reload, still stopping
-    var retiring = false
+    public let id: ServiceID
+    public let name: String
+    private unowned let supervisor: Supervisor
+    /// the entry as it was when a reload's removal completed (the core has dropped it)
+    var removedEntry: StackEntry?
     var processes: [Int: InstanceProcess] = [:]
-    var loggedState: ServiceState = .stopped
     /// ProcessMetrics as of one loop iteration (`loop.now`)
     var metricsCache: (at: UInt64, value: ProcessMetrics)?
     public internal(set) var stateChangedRealtime: USec = realtimeNow()
     /// for the D-Bus layer: the service left the config (reload) and its processes are gone
     public var onRemoved: (() -> Void)?
 
-    init(config: ServiceConfig) { machine = ServiceMachine(config: config) }
+    init(id: ServiceID, name: String, supervisor: Supervisor) {
+        self.id = id
+        self.name = name
+        self.supervisor = supervisor
+    }
 
-    public var name: String { machine.name }
+    /// The core's entry for this service (its last one, once removed).
+    public var entry: StackEntry {
+        if let e = supervisor.stack.entry(id) { return e }
+        if let e = removedEntry { return e }
+        preconditionFailure("ServiceSlot \(name) \(id): no entry")
+    }
+
+    public var machine: ServiceMachine { entry.machine }
+    /// removed from the config by a reload (still stopping, or gone)
+    public var retiring: Bool { removedEntry != nil || entry.retiring }
+    /// the instances it is meant to have (not counting a rolling restart's extra one)
+    public var wantedInstances: Int { entry.instancesWanted }
 
     func process(_ index: Int) -> InstanceProcess {
         if let p = processes[index] { return p }
@@ -35,7 +47,7 @@ public final class ServiceSlot {
     public var statusTexts: [Int: String] { processes.compactMapValues(\.status) }
 
     func dropProcesses(beyond count: Int) {
-        for (i, p) in processes where i >= count && p.pid == nil && p.pgid == nil {
+        for (i, p) in processes where i >= count && p.pid == nil && p.pgid == nil && p.timers.isEmpty {
             processes[i] = nil
         }
     }

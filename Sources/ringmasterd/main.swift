@@ -120,6 +120,8 @@ childEnvironment.raiseFileLimit()
 
 let daemon = Daemon(configPath: configPath, config: config, loop: loop, log: log,
                     environment: childEnvironment, passed: passed)
+// Instances × the descriptors each needs, against the open-file limit: a clear error, not an EMFILE storm.
+do { try daemon.checkCapacity(of: config) } catch { fail("invalid config, not starting: \(error)") }
 do { try daemon.openSockets() } catch { fail("\(error)") }
 // After each quiet period, drop the executable's clean pages (start-up code, the control path).
 if let delay = WorkingSetTrim.delayMS(fromEnvironment: getenv(WorkingSetTrim.delayVariable).map { String(cString: $0) }) {

@@ -36,7 +36,7 @@ final class FaultDBusTests: DBusTestCase {
             call("wrong signature", path, si, "Scale", "s", ["3"], [d + "InvalidArgs"]),
             call("wrong signature", path, si, "Kill", "v", [["sig": "v:i", "value": 9]], [d + "InvalidArgs"]),
             call("wrong signature", m, props, "Get", "s", [mi], [d + "InvalidArgs"]),
-            call("value out of range", m, mi, "ScaleService", "su", [svc, 0], [e + "InvalidArgument"]),
+            call("value out of range", m, mi, "ScaleService", "su", [svc, 10_001], [e + "InvalidArgument"]),
             call("value out of range", m, mi, "KillService", "si", [svc, 0], [e + "InvalidArgument"]),
             call("value out of range", m, mi, "KillService", "si", [svc, 2_147_483_647], [e + "InvalidArgument"]),
             call("value out of range", path, si, "Kill", "i", [-9], [e + "InvalidArgument"]),

@@ -147,10 +147,10 @@ final class InstanceMachineTests: XCTestCase {
             (.always, .exited(0), .backoff),
             (.always, .exited(3), .backoff),
             (.always, .killed(9), .backoff),
-            (.onFailure, .exited(0), .stopped),
+            (.onFailure, .exited(0), .exited),
             (.onFailure, .exited(3), .backoff),
             (.onFailure, .killed(11), .backoff),
-            (.never, .exited(0), .stopped),
+            (.never, .exited(0), .exited),
             (.never, .exited(3), .failed),
             (.never, .killed(9), .failed),
         ]

@@ -1,0 +1,156 @@
+// The commands a control client can give (D-Bus, ringctl), as changes of what is wanted.
+// Each returns the actions of its step; process and timer events do the rest.
+
+extension Stack {
+    private func refuseWhileShuttingDown() throws(CommandError) {
+        if shuttingDown { throw .failed("ringmasterd is shutting down") }
+    }
+
+    /// Starts every autostart service, each once its dependencies are settled.
+    public mutating func boot(now: USec) -> [StackAction] {
+        var out: [StackAction] = []
+        for e in entries { touch(e.id) }
+        finish(now: now, into: &out)
+        return out
+    }
+
+    /// Wants the service up; it starts once its dependencies are settled. A failed service
+    /// gets a fresh start (its start limit is reset), and so does a failed dependency it waits
+    /// for: `ringctl start web` tries the whole chain again.
+    public mutating func start(_ name: String, now: USec) throws(CommandError) -> [StackAction] {
+        try refuseWhileShuttingDown()
+        let id = try require(name)
+        var out: [StackAction] = []
+        if let e = entry(id), e.machine.wanted, !e.machine.awaitingDependencies, e.rolling == nil,
+           e.machine.instances.allSatisfy({ $0.state == .running || $0.state == .starting }) {
+            return out // up already: nothing to start
+        }
+        want(id, retryingFailedDependencies: true, now: now, into: &out)
+        finish(now: now, into: &out)
+        return out
+    }
+
+    /// Wants the entry up, behind its dependencies. Its failed instances are reset to
+    /// `stopped` at once (their start limit with them), so that what waits for it waits
+    /// for a start, not for a failure.
+    private mutating func want(_ id: ServiceID, retryingFailedDependencies: Bool, now: USec, into out: inout [StackAction]) {
+        guard let e = entry(id) else { return }
+        if retryingFailedDependencies {
+            for name in graph.allDependencies(of: e.name) {
+                if let dep = entry(named: name), dep.state == .failed {
+                    want(dep.id, retryingFailedDependencies: false, now: now, into: &out)
+                }
+            }
+        }
+        setPendingStop(id, false)
+        purgeBacklog(of: id)
+        update(id) {
+            $0.machine.wanted = true
+            $0.machine.dependencyFailure = nil
+        }
+        for i in e.machine.instances.indices where e.machine.instances[i].state == .failed {
+            feed(.stopRequested, to: id, instance: i, now: now, into: &out)
+        }
+        setAwaiting(id, true)
+    }
+
+    /// Wants the service down: every instance gets its stop signal (highest number first).
+    /// Its dependents are not stopped (`after` orders starts; it does not bind lifetimes).
+    public mutating func stop(_ name: String, now: USec) throws(CommandError) -> [StackAction] {
+        try refuseWhileShuttingDown()
+        let id = try require(name)
+        var out: [StackAction] = []
+        cancelRollingRestart(id, scaleBack: true)
+        beginStop(id)
+        finish(now: now, into: &out)
+        return out
+    }
+
+    /// A fresh process for every instance: rolling (surge by one) when several are up; all at
+    /// once for one instance; a service that is not up is started (after its dependencies).
+    /// A rolling restart already under way continues: it replaces every process anyway.
+    public mutating func restart(_ name: String, now: USec) throws(CommandError) -> [StackAction] {
+        try refuseWhileShuttingDown()
+        let id = try require(name)
+        var out: [StackAction] = []
+        guard let e = entry(id), e.rolling == nil else { return out }
+        let up = e.machine.wanted && !e.machine.awaitingDependencies && e.machine.alive > 0
+        if !up {
+            want(id, retryingFailedDependencies: true, now: now, into: &out)
+        } else if canRoll(e) {
+            beginRollingRestart(id, into: &out)
+        } else {
+            purgeBacklog(of: id)
+            enqueue(.restartRequested, id, instances: e.machine.instances.indices)
+        }
+        finish(now: now, into: &out)
+        return out
+    }
+
+    /// Changes the number of instances (0 included): new ones start if the service is
+    /// started; the highest numbers stop first and are dropped once down. A rolling restart
+    /// under way is abandoned (the count given wins).
+    public mutating func scale(_ name: String, to count: Int, now: USec) throws(CommandError) -> [StackAction] {
+        try refuseWhileShuttingDown()
+        let id = try require(name)
+        guard (0...limits.maximumInstances).contains(count) else {
+            throw .invalidArgument("instances must be between 0 and \(limits.maximumInstances), not \(count)")
+        }
+        var wanted = instanceCounts()
+        wanted[id] = count
+        try checkCapacity(wanted.values.reduce(0, +), for: "scaling \(name) to \(count)")
+        var out: [StackAction] = []
+        cancelRollingRestart(id, scaleBack: false)
+        resize(id, to: count)
+        finish(now: now, into: &out)
+        return out
+    }
+
+    /// Checks a kill request: the service exists and has processes, the signal is one.
+    /// (Signalling changes nothing that is wanted: the runtime sends it, exits follow.)
+    public func checkKill(_ name: String, signal: Int32) throws(CommandError) -> ServiceID {
+        let id = try require(name)
+        guard signal >= 1, signal <= Signals.realtimeMaximum else {
+            throw .invalidArgument("\(signal) is not a signal number (1…\(Signals.realtimeMaximum))")
+        }
+        guard let e = entry(id), !e.machine.pids.isEmpty else { throw .failed("\(name) has no process to signal") }
+        return id
+    }
+
+    /// Stops everything in reverse dependency order; `shutdownComplete` once every process is gone.
+    public mutating func shutdown(now: USec) -> [StackAction] {
+        var out: [StackAction] = []
+        guard !shuttingDown else { return out }
+        markShuttingDown()
+        purgeBacklog()
+        for e in entries {
+            if e.rolling != nil { update(e.id) { $0.rolling = nil } }
+            setAwaiting(e.id, false)
+            setPendingStop(e.id, true)
+        }
+        finish(now: now, into: &out)
+        return out
+    }
+
+    // MARK: - capacity
+
+    /// Instances each entry will run (a rolling restart's extra one included).
+    func instanceCounts() -> [ServiceID: Int] {
+        var counts: [ServiceID: Int] = [:]
+        for e in entries { counts[e.id] = max(e.machine.wantedInstances, e.machine.instances.count) }
+        return counts
+    }
+
+    /// Refuses a total the open-file limit cannot hold, before any EMFILE storm.
+    func checkCapacity(_ total: Int, for what: String) throws(CommandError) {
+        guard let capacity = limits.instanceCapacity, total > capacity, let fileLimit = limits.fileLimit else { return }
+        throw .invalidArgument("\(what) needs room for \(total) instances, but the open-file limit (\(fileLimit)) allows "
+            + "\(capacity) (\(limits.filesPerInstance) descriptors each, \(limits.filesReserved) kept for ringmasterd); "
+            + "raise LimitNOFILE= in ringmaster.service")
+    }
+
+    /// The check a config gets at load and reload.
+    public func checkCapacity(of config: Config) throws(CommandError) {
+        try checkCapacity(config.services.reduce(0) { $0 + $1.instances }, for: "this config")
+    }
+}

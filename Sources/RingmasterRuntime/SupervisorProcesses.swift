@@ -1,0 +1,151 @@
+import Glibc
+import RingmasterCore
+import Systemd
+
+/// The supervisor's hands on processes: spawning an instance with its notify socket, cgroup
+/// and log stream, watching it exit, reading what it notifies. Each turns into an
+/// `InstanceEvent` for the core.
+extension Supervisor {
+    func spawn(slot: ServiceSlot, index: Int, process: InstanceProcess) -> InstanceEvent {
+        let cfg = slot.machine.config
+        let label = "\(cfg.name).\(index)"
+        process.reset()
+
+        let notify: NotifySocket
+        do {
+            notify = try NotifySocket()
+            process.notifySource = try loop.onReadable(fd: notify.fd) { [weak self, unowned slot, unowned notify] _ in
+                self?.notifyReadable(notify, slot: slot, index: index)
+            }
+        } catch {
+            return spawnFailed(label, slot: slot, index: index, reason: "notify socket: \(error)")
+        }
+        process.notify = notify
+
+        var request = SpawnRequest(argv: [], environment: [], listenPID: !cfg.sockets.isEmpty,
+                                   workingDirectory: nil, stdin: environment.devNull, stdout: 2, stderr: 2,
+                                   extraFDs: [], journalIdentifier: nil)
+        request.argv = cfg.resolvedCommand
+        request.extraFDs = cfg.sockets.compactMap { sockets[$0] }
+        request.environment = environment.forChild(service: cfg, instance: index, notifySocket: notify.address)
+        request.workingDirectory = environment.workingDirectory(for: cfg)
+        request.nofileSoftLimit = environment.nofileSoftLimit
+        if let cgroups {
+            do {
+                let cgroup = try cgroups.instance(service: cfg.name, index: index)
+                process.cgroup = cgroup
+                request.cgroupFD = cgroup.fd
+            } catch {
+                return spawnFailed(label, slot: slot, index: index, reason: "cgroup: \(error)")
+            }
+        }
+
+        var writeEnd: Int32 = -1
+        switch log.target {
+        case .journal:
+            request.journalIdentifier = cfg.name
+        case .console:
+            do {
+                // The reader lives on its own (ConsoleSink.shared.readers) until EOF.
+                let fd = try ConsoleOutput.open(loop: loop, label: label)
+                writeEnd = fd
+                request.stdout = fd
+                request.stderr = fd
+            } catch {
+                return spawnFailed(label, slot: slot, index: index, reason: "\(error)")
+            }
+        }
+        defer { if writeEnd >= 0 { close(writeEnd) } }
+
+        let child: SpawnedProcess
+        do {
+            child = try spawner.spawn(request)
+        } catch {
+            return spawnFailed(label, slot: slot, index: index, reason: "\(error)")
+        }
+        process.pid = child.pid
+        process.pgid = child.pid // setsid() in the child: its own session and process group
+        do {
+            process.child = try loop.watchChild(pidfd: child.pidfd) { [weak self, unowned slot] exit in
+                self?.childExited(exit, slot: slot, index: index)
+            }
+        } catch {
+            // Cannot watch it: do not leave it running unwatched.
+            _ = kill(-child.pid, SIGKILL)
+            close(child.pidfd)
+            return spawnFailed(label, slot: slot, index: index, reason: "watching pid \(child.pid): \(error)")
+        }
+        log.write(LogEvent(.info, "spawned", "\(label) started (pid \(child.pid))",
+                           service: cfg.name, instance: index, pid: child.pid))
+        let pid = child.pid
+        log.afterHold { [weak self] in self?.onProcessEvent?(slot, index, .started(pid: pid)) }
+        return .spawned(pid: child.pid)
+    }
+
+    private func spawnFailed(_ label: String, slot: ServiceSlot, index: Int, reason: String) -> InstanceEvent {
+        slot.processes[index]?.reset()
+        log.write(LogEvent(.err, "spawn-failed", "\(label): \(reason)", service: slot.name, instance: index))
+        return .spawnFailed(reason: reason)
+    }
+
+    private func childExited(_ exit: ChildExit, slot: ServiceSlot, index: Int) {
+        guard let process = slot.processes[index], process.pid == exit.pid else { return }
+        // Hold what this exit announces; if it makes a restart due, keep holding until the
+        // restart timer has spawned the replacement, in the next iteration: the timer goes
+        // first among what is ready then (priority -1), the defer source that ends the hold
+        // in any case after it. (That priority cannot starve other sources: the timer is due
+        // again only after another exit was dispatched at the normal priority.)
+        holdAnnouncements()
+        restartDue = false
+        defer {
+            if restartDue, restartHold == nil, let timer = slot.processes[index]?.timers[.restart],
+               (try? timer.setPriority(-1)) != nil,
+               let backstop = try? loop.onDefer(handler: { [weak self] in self?.endRestartHold() }) {
+                restartHold = backstop
+            } else {
+                releaseAnnouncements()
+            }
+            restartDue = false
+        }
+        let status = ExitStatus(exit)
+        process.pid = nil
+        process.child = nil
+        process.notifySource = nil
+        process.notify = nil
+        let instances = slot.machine.instances
+        let expected = instances.indices.contains(index) && instances[index].state == .stopping
+        var e = LogEvent(status.isSuccess || expected ? .info : .warning, "exited",
+                         "\(slot.name).\(index) (pid \(exit.pid)) \(status)",
+                         service: slot.name, instance: index, pid: exit.pid)
+        e.exit = .init(code: status.code.rawValue, status: status.status)
+        log.write(e)
+        let pid = exit.pid
+        log.afterHold { [weak self] in self?.onProcessEvent?(slot, index, .exited(pid: pid, status)) }
+        handle(.processExited(status), instance: index, of: slot)
+    }
+
+    private func notifyReadable(_ notify: NotifySocket, slot: ServiceSlot, index: Int) {
+        let me = geteuid()
+        for message in notify.receive() where message.uid == me || message.uid == 0 {
+            for line in message.message.split(separator: "\n") {
+                if line == "READY=1" {
+                    handle(.readyNotified, instance: index, of: slot)
+                } else if line.hasPrefix("STATUS=") {
+                    slot.processes[index]?.status = String(line.dropFirst(7))
+                    markChanged(slot)
+                    onChange?()
+                }
+            }
+        }
+    }
+}
+
+extension ExitStatus {
+    init(_ exit: ChildExit) {
+        switch exit.code {
+        case Int32(CLD_KILLED): self = .killed(exit.status)
+        case Int32(CLD_DUMPED): self.init(code: .dumped, status: exit.status)
+        default: self = .exited(exit.status)
+        }
+    }
+}
