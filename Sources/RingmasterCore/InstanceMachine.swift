@@ -146,15 +146,33 @@ public struct InstanceMachine: Equatable, Sendable {
             }
 
         case let .spawned(pid):
-            guard state == .starting else { break }
-            self.pid = pid
-            startedAt = now
-            if config.ready == .started { enter(.running, now: now, into: &actions) }
+            guard self.pid == nil else { break }
+            if state == .starting {
+                self.pid = pid
+                startedAt = now
+                if config.ready == .started { enter(.running, now: now, into: &actions) }
+            } else if state == .stopping {
+                // Told to stop while its spawn was under way: it gets its stop signal now.
+                self.pid = pid
+                startedAt = now
+                actions.append(.signal(config.stopSignal))
+            }
 
         case let .spawnFailed(reason):
-            guard state == .starting else { break }
-            lastExit = .exited(127)
-            handleFailure(reason: reason, ranFor: 0, config: config, now: now, into: &actions)
+            guard pid == nil else { break }
+            if state == .starting {
+                lastExit = .exited(127)
+                handleFailure(reason: reason, ranFor: 0, config: config, now: now, into: &actions)
+            } else if state == .stopping {
+                // Told to stop while its spawn was under way, and there is no process: stopped.
+                lastExit = .exited(127)
+                actions.append(.cancelTimer(.stopTimeout))
+                if wanted {
+                    spawn(config: config, now: now, manual: true, into: &actions)
+                } else {
+                    enter(.stopped, now: now, into: &actions)
+                }
+            }
 
         case .readyNotified:
             if state == .starting, pid != nil { enter(.running, now: now, into: &actions) }

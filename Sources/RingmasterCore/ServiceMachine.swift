@@ -38,14 +38,32 @@ public struct ServiceMachine: Equatable, Sendable {
     private var tally = Tally()
 
     struct Tally: Equatable, Sendable {
-        var byState: [Int] = Array(repeating: 0, count: InstanceState.allCases.count)
+        var stopped = 0, starting = 0, running = 0, stopping = 0, backoff = 0, failed = 0, exited = 0
         var alive = 0
         var spawning = 0
 
-        subscript(_ state: InstanceState) -> Int { byState[InstanceState.allCases.firstIndex(of: state)!] }
+        subscript(_ state: InstanceState) -> Int {
+            switch state {
+            case .stopped: return stopped
+            case .starting: return starting
+            case .running: return running
+            case .stopping: return stopping
+            case .backoff: return backoff
+            case .failed: return failed
+            case .exited: return exited
+            }
+        }
 
         mutating func add(_ i: InstanceMachine, _ sign: Int) {
-            byState[InstanceState.allCases.firstIndex(of: i.state)!] += sign
+            switch i.state {
+            case .stopped: stopped += sign
+            case .starting: starting += sign
+            case .running: running += sign
+            case .stopping: stopping += sign
+            case .backoff: backoff += sign
+            case .failed: failed += sign
+            case .exited: exited += sign
+            }
             if i.isActive || i.state == .starting || i.state == .stopping { alive += sign }
             if i.state == .starting && i.pid == nil { spawning += sign }
         }

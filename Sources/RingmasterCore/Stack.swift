@@ -104,20 +104,20 @@ public struct Stack: Equatable, Sendable {
     public private(set) var config: Config
     public let limits: StackLimits
     /// every entry, current config order first, then the retiring ones
-    public private(set) var entries: [StackEntry] = []
+    public internal(set) var entries: [StackEntry] = []
     public private(set) var graph: DependencyGraph
     public private(set) var shuttingDown = false
-    private var shutdownReported = false
-    private var nextID = 1
-    private var position: [ServiceID: Int] = [:]
+    var shutdownReported = false
+    var nextID = 1
+    var position: [ServiceID: Int] = [:]
     var current: [String: ServiceID] = [:]
     /// instance commands waiting for their turn (bounded work per step)
-    private var backlog = Backlog()
+    var backlog = Backlog()
     /// the entries a step touched, in order, for state reports
-    private var touched: [ServiceID] = []
-    private var touchedSet = Set<ServiceID>()
-    private var awaiting = 0
-    private var stopping = 0
+    var touched: [ServiceID] = []
+    var touchedSet = Set<ServiceID>()
+    var awaiting = 0
+    var stopping = 0
 
     public init(config: Config, limits: StackLimits = StackLimits()) {
         self.config = config
@@ -147,6 +147,13 @@ public struct Stack: Equatable, Sendable {
         }
     }
 
+    /// Settled for the services `after` it (`ServiceMachine.isSettled`), with no command of
+    /// its own still queued: nothing more will happen to it without a new command or event.
+    /// A rolling restart under way is a change in progress too.
+    public func isSettled(_ e: StackEntry) -> Bool {
+        e.machine.isSettled && backlog.count(of: e.id) == 0 && (e.rolling == nil || !e.machine.wanted)
+    }
+
     /// Every process gone (after a shutdown).
     public var isDown: Bool { entries.allSatisfy { !$0.pendingStop && $0.machine.isDown } }
 
@@ -160,7 +167,10 @@ public struct Stack: Equatable, Sendable {
     /// A process or timer event of one instance.
     public mutating func handle(_ event: InstanceEvent, service id: ServiceID, instance: Int, now: USec) -> [StackAction] {
         var out: [StackAction] = []
-        guard position[id] != nil else { return out }
+        guard let e = entry(id) else { return out }
+        // A service that is not wanted never comes back: an instance whose stop is still
+        // queued behind a batch, and that crashed meanwhile, is stopped when its delay is over.
+        let event = event == .timerFired(.restart) && !e.machine.wanted ? .stopRequested : event
         feed(event, to: id, instance: instance, now: now, into: &out)
         // A spawn's result belongs to the step that asked for the spawn: it drains nothing
         // more, or a batch would go on spawn by spawn within one loop iteration.
@@ -263,212 +273,4 @@ public struct Stack: Equatable, Sendable {
     }
 
     mutating func markShuttingDown() { shuttingDown = true }
-
-    // MARK: - the end of every step
-
-    mutating func finish(now: USec, draining: Bool = true, into out: inout [StackAction]) {
-        var budget = draining ? limits.workPerStep : 0
-        var progressed = true
-        while progressed {
-            progressed = false
-            // What an event settled is told before what it lets happen ("db: starting ->
-            // running" before "app.0 started"); a service with work queued by this step is
-            // told after that work ("web.0: running -> stopping" before "web: running -> stopping").
-            report(skippingQueued: true, into: &out)
-            if awaiting > 0 && !shuttingDown { progressed = startSettled(into: &out) || progressed }
-            if stopping > 0 { progressed = stopUnblocked(into: &out) || progressed }
-            progressed = advanceRollingRestarts(now: now, into: &out) || progressed
-            progressed = drain(budget: &budget, now: now, into: &out) || progressed
-            progressed = removeRetired(into: &out) || progressed
-        }
-        report(skippingQueued: false, into: &out)
-        if !backlog.isEmpty { out.append(.continueLater) }
-        if shuttingDown, !shutdownReported, backlog.isEmpty, isDown {
-            shutdownReported = true
-            out.append(.shutdownComplete)
-        }
-    }
-
-    /// Starts what waits on dependencies that are now settled; a service whose dependency
-    /// failed shows it (`dependency db failed`) until that dependency is started again.
-    private mutating func startSettled(into out: inout [StackAction]) -> Bool {
-        var progressed = false
-        for p in entries.indices where entries[p].machine.awaitingDependencies {
-            let id = entries[p].id
-            var failed: String? = nil
-            var waiting = false
-            for name in graph.dependencies(of: entries[p].name) {
-                guard let dep = entry(named: name) else { continue }
-                if dep.state == .failed, dep.machine.wanted { failed = failed ?? name }
-                if !dep.machine.isSettled { waiting = true }
-            }
-            let reason = failed.map { "dependency \($0) failed" }
-            if entries[p].machine.dependencyFailure != reason {
-                if let reason {
-                    out.append(.note(id, StackNote(.warning, "dependency-failed",
-                                                   "\(entries[p].name): not started: \(reason)")))
-                }
-                entries[p].machine.dependencyFailure = reason
-                touch(id)
-            }
-            guard !waiting, reason == nil else { continue }
-            setAwaiting(id, false)
-            enqueue(.startRequested, id, instances: 0..<entries[p].machine.instances.count)
-            progressed = true
-        }
-        return progressed
-    }
-
-    /// Stops what waits only on its dependents being down (shutdown, removal), dependents first.
-    private mutating func stopUnblocked(into out: inout [StackAction]) -> Bool {
-        var progressed = false
-        for id in stopOrder() {
-            guard let p = position[id], entries[p].pendingStop else { continue }
-            guard dependentsForStop(of: entries[p]).allSatisfy({ e in !e.pendingStop && e.machine.isDown }) else { continue }
-            setPendingStop(id, false)
-            beginStop(id)
-            progressed = true
-        }
-        return progressed
-    }
-
-    /// Wants the entry down now: every instance is told to stop, highest number first.
-    mutating func beginStop(_ id: ServiceID) {
-        purgeBacklog(of: id)
-        setAwaiting(id, false)
-        update(id) { e in
-            e.machine.wanted = false
-            e.machine.dependencyFailure = nil
-        }
-        guard let e = entry(id) else { return }
-        enqueue(.stopRequested, id, instances: e.machine.instances.indices.reversed())
-    }
-
-    /// Retiring entries first (their dependents, if any, are retiring too), then the current
-    /// ones, dependents before their dependencies.
-    private func stopOrder() -> [ServiceID] {
-        var order = entries.reversed().filter(\.retiring).map(\.id)
-        for name in graph.stopOrder { if let id = current[name] { order.append(id) } }
-        return order
-    }
-
-    private func dependentsForStop(of entry: StackEntry) -> [StackEntry] {
-        var list: [StackEntry] = []
-        if !entry.retiring {
-            for name in graph.dependents(of: entry.name) {
-                if let e = self.entry(named: name), e.id != entry.id { list.append(e) }
-            }
-        }
-        for e in entries where e.retiring && e.id != entry.id && e.machine.config.after.contains(entry.name) {
-            list.append(e)
-        }
-        return list
-    }
-
-    /// Feeds queued instance commands while the step's budget lasts.
-    private mutating func drain(budget: inout Int, now: USec, into out: inout [StackAction]) -> Bool {
-        var progressed = false
-        while budget > 0, let item = backlog.pop() {
-            guard let p = position[item.id], entries[p].machine.instances.indices.contains(item.instance) else { continue }
-            if item.event == .startRequested || item.event == .restartRequested {
-                // stale: scaled away meanwhile, or no longer wanted
-                if item.instance >= entries[p].machine.wantedInstances || !entries[p].machine.wanted { continue }
-            }
-            feed(item.event, to: item.id, instance: item.instance, now: now, into: &out)
-            budget -= 1
-            progressed = true
-        }
-        return progressed
-    }
-
-    private mutating func removeRetired(into out: inout [StackAction]) -> Bool {
-        let gone = entries.filter { $0.retiring && !$0.pendingStop && $0.machine.isDown }
-        guard !gone.isEmpty else { return false }
-        for e in gone {
-            report(e.id, into: &out)
-            out.append(.note(e.id, StackNote(.info, "removed", "\(e.name): removed")))
-            out.append(.serviceRemoved(e))
-        }
-        let ids = Set(gone.map(\.id))
-        entries.removeAll { ids.contains($0.id) }
-        touched.removeAll { ids.contains($0) }
-        touchedSet.subtract(ids)
-        reindex()
-        return true
-    }
-
-    /// Reports the touched entries whose state changed since last reported. An entry with a
-    /// spawn under way (the runtime feeds its result back before anything else happens) is
-    /// reported with that result: a restart goes `backoff -> running`, not through `starting`.
-    private mutating func report(skippingQueued: Bool, into out: inout [StackAction]) {
-        guard !touched.isEmpty else { return }
-        let ids = touched
-        touched.removeAll(keepingCapacity: true)
-        touchedSet.removeAll(keepingCapacity: true)
-        for id in ids {
-            guard let p = position[id] else { continue }
-            if (skippingQueued && backlog.count(of: id) > 0) || entries[p].machine.isSpawning {
-                touch(id)
-            } else {
-                report(id, into: &out)
-            }
-        }
-    }
-
-    private mutating func report(_ id: ServiceID, into out: inout [StackAction]) {
-        guard let p = position[id] else { return }
-        let state = entries[p].machine.state
-        let old = entries[p].reportedState
-        guard state != old else { return }
-        entries[p].reportedState = state
-        out.append(.serviceStateChanged(id, from: old, to: state))
-    }
-}
-
-/// A FIFO of instance commands (an array with a moving head: no per-item allocation), with
-/// a count per entry.
-struct Backlog: Equatable, Sendable {
-    struct Item: Equatable, Sendable {
-        var id: ServiceID
-        var instance: Int
-        var event: InstanceEvent
-    }
-    private var items: [Item] = []
-    private var head = 0
-    private var queued: [ServiceID: Int] = [:]
-
-    var isEmpty: Bool { head == items.count }
-    var count: Int { items.count - head }
-    func count(of id: ServiceID) -> Int { queued[id] ?? 0 }
-
-    mutating func push(_ item: Item) {
-        items.append(item)
-        queued[item.id, default: 0] += 1
-    }
-
-    mutating func pop() -> Item? {
-        guard head < items.count else { return nil }
-        let item = items[head]
-        head += 1
-        if head == items.count { items.removeAll(keepingCapacity: true); head = 0 }
-        if let n = queued[item.id] { queued[item.id] = n > 1 ? n - 1 : nil }
-        return item
-    }
-
-    mutating func remove(_ id: ServiceID) {
-        guard queued.removeValue(forKey: id) != nil else { return }
-        items.removeSubrange(0..<head)
-        head = 0
-        items.removeAll { $0.id == id }
-    }
-
-    mutating func removeAll() { items.removeAll(); head = 0; queued.removeAll() }
-}
-
-/// At most ~256 bytes of user input, quoted, for a message: a 20 MB name gives no 20 MB reply.
-public func quotedForMessage(_ text: String, limit: Int = 256) -> String {
-    if text.utf8.count <= limit { return "\"\(text)\"" }
-    var cut = text.utf8.prefix(limit)
-    while !cut.isEmpty, String(cut) == nil { cut = cut.dropLast() }
-    return "\"\(String(decoding: cut, as: UTF8.self))…\" (\(text.utf8.count) bytes)"
 }

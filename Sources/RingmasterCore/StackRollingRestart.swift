@@ -54,7 +54,8 @@ extension Stack {
         update(id) { change = $0.machine.setInstanceCount(count) }
         guard let e = entry(id) else { return }
         if e.machine.wanted && !e.machine.awaitingDependencies { enqueue(.startRequested, id, instances: change.added) }
-        enqueue(.stopRequested, id, instances: change.removed)
+        // (those already at rest were dropped at once)
+        enqueue(.stopRequested, id, instances: change.removed.filter { $0 < e.machine.instances.count })
     }
 
     /// Stops driving the entry's rolling restart; with `scaleBack`, the extra instance goes.

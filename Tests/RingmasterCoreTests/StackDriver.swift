@@ -13,6 +13,8 @@ struct StackDriver {
     /// live pretend processes
     var pids: [InstanceKey: Int32] = [:]
     var timers: [TimerKey: USec] = [:]
+    /// processes sent SIGKILL (they die at the next `exit` the test or model gives them)
+    var killed = Set<InstanceKey>()
     var continuationPending = false
     var shutdownComplete = false
     /// services whose spawns fail (exec error)
@@ -73,7 +75,8 @@ struct StackDriver {
                 }
             case let .armTimer(t, deadline): timers[TimerKey(id: id, instance: i, timer: t)] = deadline
             case let .cancelTimer(t): timers[TimerKey(id: id, instance: i, timer: t)] = nil
-            case .signal, .killAll, .stateChanged, .gaveUp: break
+            case .killAll: if pids[key] != nil { killed.insert(key) }
+            case .signal, .stateChanged, .gaveUp: break
             }
         case .continueLater: continuationPending = true
         case .shutdownComplete: shutdownComplete = true
@@ -100,6 +103,7 @@ struct StackDriver {
         let key = InstanceKey(id: id, instance: i)
         precondition(pids[key] != nil, "exit of \(id).\(i), which has no process")
         pids[key] = nil
+        killed.remove(key)
         aliveCount[id, default: 1] -= 1
         run(stack.handle(.processExited(status), service: id, instance: i, now: now))
         thenDrain()
@@ -131,8 +135,13 @@ struct StackDriver {
         run(stack.continueWork(now: now))
     }
 
+    /// Whether the event and command helpers run the backlog to its end afterwards (tests of
+    /// outcomes) or leave it to `continueWork()` (the model, which interleaves batches).
+    var autoDrain = true
+
     /// Runs the backlog to its end, keeping the step's own actions in `last` before the batches'.
     private mutating func thenDrain() {
+        guard autoDrain else { return }
         let first = last
         var rest: [StackAction] = []
         while continuationPending {
@@ -171,6 +180,7 @@ struct StackDriver {
     mutating func reload(_ config: Config, changedSockets: Set<String> = []) throws -> ReloadPlan {
         let (plan, actions) = try stack.reload(to: config, changedSockets: changedSockets, now: now)
         run(actions)
+        thenDrain()
         return plan
     }
 
