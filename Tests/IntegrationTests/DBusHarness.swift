@@ -216,8 +216,20 @@ final class EventFollower {
 /// sends READY=1 once serving, and on SIGTERM finishes the request at hand before exiting —
 /// what a server behind a shared socket must do for a restart to lose no request (the
 /// supervisor keeps the socket open; the server must not drop a connection it accepted).
+///
+/// With SERVER_GATE_DIR in its environment it also works with a `ServerGate` there: it notes
+/// "ready PID NS" just before it sends READY=1 and "term PID NS" when SIGTERM comes (NS:
+/// CLOCK_MONOTONIC, the same clock in every process) in events.log, and while the file `hold`
+/// exists a new process holds READY=1 back until the test releases it.
 let gracefulHTTPServer = """
-    import os, socket, signal, threading, http.server
+    import os, socket, signal, threading, time, http.server
+    gate = os.environ.get("SERVER_GATE_DIR")
+    serving = False
+    def note(what):
+        if gate:
+            fd = os.open(gate + "/events.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            os.write(fd, ("%s %d %d\\n" % (what, os.getpid(), time.monotonic_ns())).encode())
+            os.close(fd)
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.0"
         def do_GET(self):
@@ -233,7 +245,18 @@ let gracefulHTTPServer = """
         def server_activate(self): pass
     server = Server(("", 0), Handler, bind_and_activate=False)
     server.socket = socket.socket(fileno=3)
-    signal.signal(signal.SIGTERM, lambda *a: threading.Thread(target=server.shutdown).start())
+    def on_term(*args):
+        note("term")
+        if not serving:
+            os._exit(0)
+        threading.Thread(target=server.shutdown).start()
+    signal.signal(signal.SIGTERM, on_term)
+    if gate and os.path.exists(gate + "/hold"):
+        open(gate + "/waiting-%d" % os.getpid(), "w").close()
+        while not os.path.exists(gate + "/release-%d" % os.getpid()):
+            time.sleep(0.01)
+    serving = True
+    note("ready")
     notify = os.environ.get("NOTIFY_SOCKET")
     if notify:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
@@ -241,10 +264,66 @@ let gracefulHTTPServer = """
     server.serve_forever(poll_interval=0.05)
     """
 
+/// The test's side of `gracefulHTTPServer`'s SERVER_GATE_DIR: holds new processes before
+/// READY=1, releases them one by one, and reads what the processes noted.
+struct ServerGate {
+    let directory: String
+
+    init(directory: String) throws {
+        self.directory = directory
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    }
+
+    /// From now on, every new process waits for `release(_:)` before it says READY=1.
+    func hold() { _ = FileManager.default.createFile(atPath: directory + "/hold", contents: nil) }
+
+    /// New processes go straight on again (those already waiting still need `release`).
+    func open() { try? FileManager.default.removeItem(atPath: directory + "/hold") }
+
+    /// The pids waiting at the gate (released or not).
+    var waiting: Set<Int32> {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        return Set(names.compactMap { $0.hasPrefix("waiting-") ? Int32($0.dropFirst("waiting-".count)) : nil })
+    }
+
+    func release(_ pid: Int32) { _ = FileManager.default.createFile(atPath: directory + "/release-\(pid)", contents: nil) }
+
+    struct Note: Equatable {
+        var what: String
+        var pid: Int32
+        /// CLOCK_MONOTONIC, ns
+        var time: UInt64
+    }
+
+    /// Every "ready"/"term" note, in time order.
+    var notes: [Note] {
+        let text = (try? String(contentsOfFile: directory + "/events.log", encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").compactMap { line -> Note? in
+            let f = line.split(separator: " ")
+            guard f.count == 3, let pid = Int32(f[1]), let time = UInt64(f[2]) else { return nil }
+            return Note(what: String(f[0]), pid: pid, time: time)
+        }.sorted { $0.time < $1.time }
+    }
+
+    func pids(_ what: String) -> Set<Int32> { Set(notes.filter { $0.what == what }.map(\.pid)) }
+
+    /// The fewest processes that had said READY=1 and not yet got SIGTERM, over every moment
+    /// from the first note at or after `since` on (before it: everything noted earlier).
+    func fewestReady(since: UInt64 = 0) -> Int {
+        var ready = Set<Int32>(), fewest = Int.max
+        for note in notes {
+            if note.what == "ready" { ready.insert(note.pid) } else if note.what == "term" { ready.remove(note.pid) }
+            if note.time >= since { fewest = min(fewest, ready.count) }
+        }
+        return fewest == Int.max ? ready.count : fewest
+    }
+}
+
 extension DBusTestCase {
     /// A config with `web` (the graceful HTTP server, `instances`, ready = notify) on `port`
-    /// and `sleeper` (one `sleep`).
-    func webAndSleeper(web: String, sleeper: String, port: UInt16, instances: Int = 3) throws -> String {
+    /// and `sleeper` (one `sleep`). With `gate`, the servers work with that `ServerGate`.
+    func webAndSleeper(web: String, sleeper: String, port: UInt16, instances: Int = 3,
+                       gate: ServerGate? = nil) throws -> String {
         let script = dir + "/server.py"
         try gracefulHTTPServer.write(toFile: script, atomically: true, encoding: .utf8)
         return """
@@ -257,6 +336,7 @@ extension DBusTestCase {
             sockets = ["http"]
             ready = "notify"
             stop-timeout = "5s"
+            \(gate.map { "environment = { SERVER_GATE_DIR = \(TOML.string($0.directory)) }" } ?? "")
 
             [services.\(sleeper)]
             command = ["sleep", "100000"]
