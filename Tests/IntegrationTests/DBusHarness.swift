@@ -108,15 +108,42 @@ class DBusTestCase: IntegrationTestCase {
         (try property(service, "PIDs") as? [Any] ?? []).compactMap { ($0 as? NSNumber)?.int32Value }
     }
 
-    /// Waits until the service is `state` with `running` of `instances` running.
+    /// Waits until the service is `state` with `running` of `instances` running; a miss says
+    /// what the daemon said last.
     func requireService(_ service: String, state: String = "running", running: Int? = nil, instances: Int? = nil,
                         timeout: TimeInterval = 15) throws {
-        try require("\(service) \(state), \(running.map(String.init) ?? "?")/\(instances.map(String.init) ?? "?") running",
-                    timeout: timeout, poll: 0.05) {
-            (try? self.state(service)) == state
-                && (running == nil || (try? self.number(service, "Running")) == running)
-                && (instances == nil || (try? self.number(service, "Instances")) == instances)
+        var last = "nothing"
+        let met = waitUntil(timeout: timeout, poll: 0.05) {
+            let s = (try? self.state(service)) ?? "?", r = (try? self.number(service, "Running")) ?? -1
+            let i = (try? self.number(service, "Instances")) ?? -1
+            last = "\(s), \(r)/\(i) running"
+            return s == state && (running == nil || r == running) && (instances == nil || i == instances)
         }
+        guard met else {
+            throw HarnessError("timed out after \(timeout)s waiting for \(service) \(state), "
+                               + "\(running.map(String.init) ?? "?")/\(instances.map(String.init) ?? "?") running; last seen: \(last)")
+        }
+    }
+
+    /// SIGKILLs the one process of `marker` (a service the test does not look at) and waits
+    /// for `follower` to show its ProcessExited: every signal the daemon sent before it took
+    /// the KillService call is in the follower's lines by then (one connection, in order).
+    /// What lets a test say that something did *not* happen without sleeping. (Not a Reload:
+    /// whether a reload keeps what `scale` set is itself under test.)
+    func flushEvents(_ follower: EventFollower, killing marker: String) throws {
+        let pids = try self.pids(marker)
+        guard pids.count == 1, let pid = pids.first else {
+            throw HarnessError("the marker service \(marker) has \(pids.count) processes, not 1")
+        }
+        try manager("KillService", "si", [marker, String(SIGKILL)])
+        try require("ProcessExited of the marker \(marker) (pid \(pid)) in `ringctl events`", poll: 0.05) {
+            follower.events("ProcessExited", service: marker).contains { ($0["pid"] as? NSNumber)?.int32Value == pid }
+        }
+    }
+
+    /// The states `service` went through per ServiceStateChanged in `follower`, in order.
+    func stateChanges(_ follower: EventFollower, _ service: String) -> [String] {
+        follower.events("ServiceStateChanged", service: service).compactMap { $0["state"] as? String }
     }
 
     /// The error name of a call that must fail, from `dbus-send --print-reply`
@@ -141,11 +168,11 @@ class DBusTestCase: IntegrationTestCase {
 
     // MARK: ringctl
 
-    func ringctl(_ arguments: [String], asUser uid: uid_t? = nil) throws -> CommandResult {
+    func ringctl(_ arguments: [String], asUser uid: uid_t? = nil, timeout: TimeInterval = 30) throws -> CommandResult {
         var env = ProcessInfo.processInfo.environment
         if let busAddress { env["DBUS_SESSION_BUS_ADDRESS"] = busAddress }
         env["NO_COLOR"] = "1"
-        return try runCommand(asUser(uid, [try Binaries.ringctl()] + arguments), environment: env)
+        return try runCommand(asUser(uid, [try Binaries.ringctl()] + arguments), environment: env, timeout: timeout)
     }
 
     /// `ringctl events --json` in the background, once it is surely subscribed: it has seen

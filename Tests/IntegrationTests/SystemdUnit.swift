@@ -221,8 +221,9 @@ final class HTTPClientLoop {
 }
 
 /// The base of the Systemd* tests: the units are removed after each test whatever happens,
-/// before the harness checks for leftovers.
-class SystemdUnitTestCase: IntegrationTestCase {
+/// before the harness checks for leftovers. A DBusTestCase: the daemon the unit runs is on
+/// the session's user bus, so the busctl/ringctl helpers work on it.
+class SystemdUnitTestCase: DBusTestCase {
     var unit: RingmasterUnit?
 
     func installUnits(_ toml: String, socketPort: UInt16? = nil) throws -> RingmasterUnit {
