@@ -347,6 +347,15 @@ struct ServerGate {
 }
 
 extension DBusTestCase {
+    /// `webAndSleeper` on a free port, started (startBusDaemon), `web`'s instances all up.
+    func startServingWeb(instances: Int) throws -> (web: String, sleeper: String, port: UInt16, daemon: Daemon,
+                                                    processes: [Int: ProcessInfoEntry]) {
+        let web = service("web"), sleeper = service("sleeper")
+        let port = try freePort()
+        let daemon = try startBusDaemon(try webAndSleeper(web: web, sleeper: sleeper, port: port, instances: instances))
+        return (web, sleeper, port, daemon, try requireInstances(instances, of: web, daemon: daemon))
+    }
+
     /// A config with `web` (the graceful HTTP server, `instances`, ready = notify) on `port`
     /// and `sleeper` (one `sleep`). With `gate`, the servers work with that `ServerGate`.
     func webAndSleeper(web: String, sleeper: String, port: UInt16, instances: Int = 3,

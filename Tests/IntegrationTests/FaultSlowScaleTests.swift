@@ -34,7 +34,18 @@ final class FaultSlowScaleTests: SystemdUnitTestCase {
     }
 
     /// Waits until `w` runs `count` processes under `daemon` (Running on the bus, then the
-    /// processes in /proc), failing at once if systemd restarted the daemon meanwhile.
+    /// processes in /proc), failing at once if systemd restarted the daemon meanwhile; on a
+    /// miss, what `probe` measured since `since` is reported as `phase` first.
+    private func requireScaled(_ w: String, to count: Int, unit: RingmasterUnit, daemon: Int32, timeout: TimeInterval,
+                               probe: BusLatencyProbe, since: Date, _ f: String, _ phase: String) throws -> TimeInterval {
+        do {
+            return try requireScaled(w, to: count, unit: unit, daemon: daemon, timeout: timeout)
+        } catch {
+            assertAnswering(probe.samples(from: since), f, phase)
+            throw error
+        }
+    }
+
     private func requireScaled(_ w: String, to count: Int, unit: RingmasterUnit, daemon: Int32,
                                timeout: TimeInterval) throws -> TimeInterval {
         let started = Date()
@@ -85,13 +96,8 @@ final class FaultSlowScaleTests: SystemdUnitTestCase {
         let up = Date()
         let scale = try ringctl(["scale", w, String(Self.count)], timeout: 300)
         XCTAssertEqual(scale.status, 0, "ringctl scale \(w) \(Self.count): \(scale.stderr)")
-        let upTook: TimeInterval
-        do {
-            upTook = try requireScaled(w, to: Self.count, unit: unit, daemon: daemon, timeout: 300)
-        } catch {
-            assertAnswering(probe.samples(from: up), f, "the scale-up")
-            throw error
-        }
+        let upTook = try requireScaled(w, to: Self.count, unit: unit, daemon: daemon, timeout: 300,
+                                       probe: probe, since: up, f, "the scale-up")
         let upEnd = Date()
         figure(f, "1 → \(Self.count) instances", String(format: "%.1f s", upTook))
         assertAnswering(probe.samples(from: up, to: upEnd), f, "the scale-up")
@@ -99,7 +105,8 @@ final class FaultSlowScaleTests: SystemdUnitTestCase {
         let down = Date()
         let back = try ringctl(["scale", w, "1"], timeout: 300)
         XCTAssertEqual(back.status, 0, "ringctl scale \(w) 1: \(back.stderr)")
-        let downTook = try requireScaled(w, to: 1, unit: unit, daemon: daemon, timeout: 120)
+        let downTook = try requireScaled(w, to: 1, unit: unit, daemon: daemon, timeout: 120,
+                                         probe: probe, since: down, f, "the scale-down")
         figure(f, "\(Self.count) → 1 instances", String(format: "%.1f s", downTook))
         assertAnswering(probe.samples(from: down), f, "the scale-down")
         probe.stop()
@@ -125,13 +132,8 @@ final class FaultSlowScaleTests: SystemdUnitTestCase {
         let firstAnswer = try require("ringmasterd's first answer on the bus", timeout: 30, poll: 0.05) {
             probe.all.first { $0.answered }?.at
         }
-        let upTook: TimeInterval
-        do {
-            upTook = try requireScaled(w, to: Self.count, unit: unit, daemon: daemon, timeout: 300)
-        } catch {
-            assertAnswering(probe.samples(from: firstAnswer), f, "the start")
-            throw error
-        }
+        let upTook = try requireScaled(w, to: Self.count, unit: unit, daemon: daemon, timeout: 300,
+                                       probe: probe, since: firstAnswer, f, "the start")
         try unit.requireActive(timeout: 30)
         let upEnd = Date()
         figure(f, "exec → first D-Bus answer", String(format: "%.2f s", firstAnswer.timeIntervalSince(launched)))

@@ -90,10 +90,7 @@ final class StackBehaviourTests: SystemdUnitTestCase {
     /// `ringctl scale web 2` on 3 instances that serve the whole time: web never leaves
     /// `running`, instance 2 goes (cleanly), 0 and 1 are not touched, no request fails.
     func testScaleDownOfAServingServiceStaysRunning() throws {
-        let web = service("web"), sleeper = service("sleeper")
-        let port = try freePort()
-        let daemon = try startBusDaemon(try webAndSleeper(web: web, sleeper: sleeper, port: port, instances: 3))
-        let before = try requireInstances(3, of: web, daemon: daemon)
+        let (web, sleeper, port, daemon, before) = try startServingWeb(instances: 3)
         let events = try followEvents()
         let load = HTTPClientLoop(port: port)
         defer { load.stop() }
@@ -122,10 +119,7 @@ final class StackBehaviourTests: SystemdUnitTestCase {
     /// `kill -9` of one of 3 instances: web stays `running` (never `backoff`), the instance is
     /// replaced, the other two are not touched.
     func testKillOfOneOfThreeInstancesStaysRunning() throws {
-        let web = service("web"), sleeper = service("sleeper")
-        let port = try freePort()
-        let daemon = try startBusDaemon(try webAndSleeper(web: web, sleeper: sleeper, port: port, instances: 3))
-        let before = try requireInstances(3, of: web, daemon: daemon)
+        let (web, sleeper, port, daemon, before) = try startServingWeb(instances: 3)
         let events = try followEvents()
         let victim = before[1]!.pid
         XCTAssertEqual(kill(victim, SIGKILL), 0)
@@ -152,10 +146,7 @@ final class StackBehaviourTests: SystemdUnitTestCase {
     /// `ScaleService(web, 0)` through plain busctl is accepted (`instances = 0` is valid in a
     /// config too): no process left, Instances 0; back to 2: two ready instances.
     func testScaleToZeroThroughBusctlAndBack() throws {
-        let web = service("web"), sleeper = service("sleeper")
-        let port = try freePort()
-        let daemon = try startBusDaemon(try webAndSleeper(web: web, sleeper: sleeper, port: port, instances: 2))
-        _ = try requireInstances(2, of: web, daemon: daemon)
+        let (web, _, port, daemon, _) = try startServingWeb(instances: 2)
         let r = try busctl(["call", API.name, API.managerPath, API.manager, "ScaleService", "su", web, "0"])
         XCTAssertEqual(r.status, 0, "ScaleService(\(web), 0) refused: \(r.stderr)")
         guard r.status == 0 else { return }
@@ -220,10 +211,7 @@ final class StackBehaviourTests: SystemdUnitTestCase {
 
     /// A reload that changes another service: web's processes get no event at all.
     func testReloadLeavesAnUnchangedServiceAlone() throws {
-        let web = service("web"), sleeper = service("sleeper")
-        let port = try freePort()
-        let daemon = try startBusDaemon(try webAndSleeper(web: web, sleeper: sleeper, port: port, instances: 2))
-        let before = try requireInstances(2, of: web, daemon: daemon)
+        let (web, sleeper, _, daemon, before) = try startServingWeb(instances: 2)
         let events = try followEvents()
         try assertReloadLeaves(web, alone: before, changing: sleeper, daemon: daemon, events: events)
     }
@@ -232,9 +220,7 @@ final class StackBehaviourTests: SystemdUnitTestCase {
     /// what the command set (SPEC: runtime changes last "until a reload changes that
     /// service's config") — no instance stopped, none started.
     func testReloadLeavesAScaledUnchangedServiceAlone() throws {
-        let web = service("web"), sleeper = service("sleeper")
-        let port = try freePort()
-        let daemon = try startBusDaemon(try webAndSleeper(web: web, sleeper: sleeper, port: port, instances: 2))
+        let (web, sleeper, _, daemon, _) = try startServingWeb(instances: 2)
         XCTAssertEqual(try ringctl(["scale", web, "3"]).status, 0)
         try requireService(web, running: 3, instances: 3)
         let before = try requireInstances(3, of: web, daemon: daemon)
