@@ -61,9 +61,9 @@ unit-test: build-debug
 # The runtime tests (spawner, sd-event, journald streams) and the integration tests run
 # inside the private session, with a real journald, user D-Bus and systemd --user.
 integration-test: build-debug
-	$(SESSION) -- $(SWIFT) test $(SWIFTPM) --skip-build --filter 'RingmasterRuntimeTests|IntegrationTests' --skip FaultSlowTests
+	$(SESSION) -- $(SWIFT) test $(SWIFTPM) --skip-build --filter 'RingmasterRuntimeTests|IntegrationTests' --skip FaultSlow
 
-# The fault suite (docs/reliability.md): every Fault* test, the slow ones (FaultSlowTests, which
+# The fault suite (docs/reliability.md): every Fault* test, the slow ones (FaultSlow*, which
 # `make check` skips) included, against the release binaries users run. About 3 minutes.
 .PHONY: faults
 faults: build-debug build

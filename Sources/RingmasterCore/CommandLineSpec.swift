@@ -24,12 +24,16 @@ public struct CommandSpec: Sendable {
         /// The value's name in help (`<signal>`); nil for a flag.
         public var value: String?
         public var help: String
+        /// Shown in the usage line. False for what asks about ringctl rather than tells the
+        /// command something (`--version`, like `--help`): OPTIONS still lists it.
+        public var inUsage: Bool
 
-        public init(_ long: String, short: Character? = nil, value: String? = nil, help: String) {
+        public init(_ long: String, short: Character? = nil, value: String? = nil, help: String, inUsage: Bool = true) {
             self.long = long
             self.short = short
             self.value = value
             self.help = help
+            self.inUsage = inUsage
         }
     }
 
@@ -154,7 +158,7 @@ extension CommandSpec {
             case .atLeastOne: parts.append("<\(a.name)> ...")
             }
         }
-        for o in options { parts.append("[--\(o.long)" + (o.value.map { " <\($0)>" } ?? "") + "]") }
+        for o in options where o.inUsage { parts.append("[--\(o.long)" + (o.value.map { " <\($0)>" } ?? "") + "]") }
         return parts.joined(separator: " ")
     }
 

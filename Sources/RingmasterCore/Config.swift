@@ -1,5 +1,6 @@
 // The configuration model: what ringmaster.toml describes, after parsing and validation.
-// Pure values; the parser (TOMLParser.swift) and validator (ConfigLoader.swift) produce them.
+// Pure values; the parser (TOMLParser.swift) and the validator (ConfigValidation.swift),
+// which ConfigLoader.swift runs over the merged files, produce them.
 
 /// Microseconds (monotonic clock for deadlines, as sd-event uses).
 public typealias USec = UInt64

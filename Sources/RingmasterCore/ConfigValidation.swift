@@ -1,7 +1,7 @@
 // From a parsed (and merged) TOML document to a Config. Collects every problem with its
 // position instead of stopping at the first; ConfigLoader sorts and throws them.
 // Service keys are decoded in ConfigServiceKeys.swift; the listen grammar is in
-// ConfigListen.swift.
+// ListenAddressParser.swift.
 
 struct ConfigValidator {
     private(set) var diagnostics: [ConfigDiagnostic] = []

@@ -18,7 +18,9 @@ import Systemd
 /// beside the socket units' FileDescriptorName= values, and the prefix tells them apart.
 /// ("/" is valid in an FDNAME, and nobody names a socket unit's fd "ringmasterd/…".)
 ///
-/// A value: the owner (the supervisor) closes the fds, through `closeAll()` or one by one.
+/// A value owned by the Daemon (the supervisor only gets the fds by name): `reload(to:)`
+/// closes the sockets a new config drops; the daemon keeps the rest open until it exits
+/// (`closeAll()` closes them all, for a set that goes away earlier).
 public struct SocketSet: Sendable {
     public enum Origin: Equatable, Sendable {
         /// passed by systemd with this FileDescriptorName=

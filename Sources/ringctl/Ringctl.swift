@@ -17,8 +17,8 @@ struct SubcommandEntry {
     let run: (ParsedArguments) throws -> Void
 
     /// Every subcommand also takes `--version` (as with swift-argument-parser, which ringctl
-    /// used before: the completions and the man page offer it).
-    static let version = CommandSpec.Option("version", help: "Show the version.")
+    /// used before: the completions and the man page offer it); its usage line does not show it.
+    static let version = CommandSpec.Option("version", help: "Show the version.", inUsage: false)
 
     init(spec: CommandSpec, run: @escaping (ParsedArguments) throws -> Void) {
         var spec = spec

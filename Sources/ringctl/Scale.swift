@@ -8,7 +8,7 @@ struct Scale: Subcommand {
         abstract: "Change the number of instances of a service.",
         discussion: "Scaling down stops the highest instance numbers first. Lasts until the next reload.",
         arguments: [.init("name", help: "The service."),
-                    .init("instances", help: "The number of instances (1 or more; to stop them all, use `ringctl stop`).")])
+                    .init("instances", help: "The number of instances, 0 to 10000 (0: no process, the service still wanted).")])
 
     var name: String
     var instances: UInt32
@@ -18,7 +18,6 @@ struct Scale: Subcommand {
         guard let n = a.one("instances").flatMap({ UInt32($0) }) else {
             throw UsageError("instances must be a whole number, not \"\(a.one("instances") ?? "")\"")
         }
-        if n == 0 { throw UsageError("instances must be at least 1 (to stop every instance: ringctl stop \(name))") }
         instances = n
     }
 

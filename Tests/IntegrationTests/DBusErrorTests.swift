@@ -47,12 +47,19 @@ final class DBusErrorTests: DBusTestCase {
         let sleeper = service("sleeper")
         let daemon = try startBusDaemon(sleeperConfig(sleeper))
         let pids = try self.pids(sleeper)
-        try (sleeperConfig(sleeper) + "\nbogus-key = 1\n").write(toFile: daemon.configPath, atomically: true, encoding: .utf8)
+        let good = sleeperConfig(sleeper)
+        // The bad key is on the line after the good config's last one, in column 1.
+        let badLine = good.split(separator: "\n", omittingEmptySubsequences: false).count + 1
+        try (good + "\nbogus-key = 1\n").write(toFile: daemon.configPath, atomically: true, encoding: .utf8)
         let refusal = try error(API.managerPath, "\(API.manager).Reload")
-        if refusal.message.contains("not supported") { throw XCTSkip("this ringmasterd does not reload yet") }
-        XCTAssertEqual(refusal.name, API.error + "InvalidConfig")
-        XCTAssertTrue(refusal.message.contains(daemon.configPath + ":"), "no file:line:column in \(refusal.message)")
+        XCTAssertEqual(refusal.name, API.error + "InvalidConfig", refusal.message)
+        XCTAssertTrue(refusal.message.contains("\(daemon.configPath):\(badLine):1: "),
+                      "no \(daemon.configPath):\(badLine):1 in \(refusal.message)")
+        XCTAssertTrue(refusal.message.contains("bogus-key"), refusal.message)
         XCTAssertEqual(try self.pids(sleeper), pids)
+        // The same daemon still reloads a good file (the refusal came from the file, not the call).
+        try good.write(toFile: daemon.configPath, atomically: true, encoding: .utf8)
+        try manager("Reload")
     }
 
     /// Hundreds of bad calls at once (wrong types, missing and extra arguments, unknown

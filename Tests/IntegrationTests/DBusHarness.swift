@@ -108,15 +108,42 @@ class DBusTestCase: IntegrationTestCase {
         (try property(service, "PIDs") as? [Any] ?? []).compactMap { ($0 as? NSNumber)?.int32Value }
     }
 
-    /// Waits until the service is `state` with `running` of `instances` running.
+    /// Waits until the service is `state` with `running` of `instances` running; a miss says
+    /// what the daemon said last.
     func requireService(_ service: String, state: String = "running", running: Int? = nil, instances: Int? = nil,
                         timeout: TimeInterval = 15) throws {
-        try require("\(service) \(state), \(running.map(String.init) ?? "?")/\(instances.map(String.init) ?? "?") running",
-                    timeout: timeout, poll: 0.05) {
-            (try? self.state(service)) == state
-                && (running == nil || (try? self.number(service, "Running")) == running)
-                && (instances == nil || (try? self.number(service, "Instances")) == instances)
+        var last = "nothing"
+        let met = waitUntil(timeout: timeout, poll: 0.05) {
+            let s = (try? self.state(service)) ?? "?", r = (try? self.number(service, "Running")) ?? -1
+            let i = (try? self.number(service, "Instances")) ?? -1
+            last = "\(s), \(r)/\(i) running"
+            return s == state && (running == nil || r == running) && (instances == nil || i == instances)
         }
+        guard met else {
+            throw HarnessError("timed out after \(timeout)s waiting for \(service) \(state), "
+                               + "\(running.map(String.init) ?? "?")/\(instances.map(String.init) ?? "?") running; last seen: \(last)")
+        }
+    }
+
+    /// SIGKILLs the one process of `marker` (a service the test does not look at) and waits
+    /// for `follower` to show its ProcessExited: every signal the daemon sent before it took
+    /// the KillService call is in the follower's lines by then (one connection, in order).
+    /// What lets a test say that something did *not* happen without sleeping. (Not a Reload:
+    /// whether a reload keeps what `scale` set is itself under test.)
+    func flushEvents(_ follower: EventFollower, killing marker: String) throws {
+        let pids = try self.pids(marker)
+        guard pids.count == 1, let pid = pids.first else {
+            throw HarnessError("the marker service \(marker) has \(pids.count) processes, not 1")
+        }
+        try manager("KillService", "si", [marker, String(SIGKILL)])
+        try require("ProcessExited of the marker \(marker) (pid \(pid)) in `ringctl events`", poll: 0.05) {
+            follower.events("ProcessExited", service: marker).contains { ($0["pid"] as? NSNumber)?.int32Value == pid }
+        }
+    }
+
+    /// The states `service` went through per ServiceStateChanged in `follower`, in order.
+    func stateChanges(_ follower: EventFollower, _ service: String) -> [String] {
+        follower.events("ServiceStateChanged", service: service).compactMap { $0["state"] as? String }
     }
 
     /// The error name of a call that must fail, from `dbus-send --print-reply`
@@ -141,11 +168,11 @@ class DBusTestCase: IntegrationTestCase {
 
     // MARK: ringctl
 
-    func ringctl(_ arguments: [String], asUser uid: uid_t? = nil) throws -> CommandResult {
+    func ringctl(_ arguments: [String], asUser uid: uid_t? = nil, timeout: TimeInterval = 30) throws -> CommandResult {
         var env = ProcessInfo.processInfo.environment
         if let busAddress { env["DBUS_SESSION_BUS_ADDRESS"] = busAddress }
         env["NO_COLOR"] = "1"
-        return try runCommand(asUser(uid, [try Binaries.ringctl()] + arguments), environment: env)
+        return try runCommand(asUser(uid, [try Binaries.ringctl()] + arguments), environment: env, timeout: timeout)
     }
 
     /// `ringctl events --json` in the background, once it is surely subscribed: it has seen
@@ -216,8 +243,20 @@ final class EventFollower {
 /// sends READY=1 once serving, and on SIGTERM finishes the request at hand before exiting —
 /// what a server behind a shared socket must do for a restart to lose no request (the
 /// supervisor keeps the socket open; the server must not drop a connection it accepted).
+///
+/// With SERVER_GATE_DIR in its environment it also works with a `ServerGate` there: it notes
+/// "ready PID NS" just before it sends READY=1 and "term PID NS" when SIGTERM comes (NS:
+/// CLOCK_MONOTONIC, the same clock in every process) in events.log, and while the file `hold`
+/// exists a new process holds READY=1 back until the test releases it.
 let gracefulHTTPServer = """
-    import os, socket, signal, threading, http.server
+    import os, socket, signal, threading, time, http.server
+    gate = os.environ.get("SERVER_GATE_DIR")
+    serving = False
+    def note(what):
+        if gate:
+            fd = os.open(gate + "/events.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            os.write(fd, ("%s %d %d\\n" % (what, os.getpid(), time.monotonic_ns())).encode())
+            os.close(fd)
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.0"
         def do_GET(self):
@@ -233,7 +272,18 @@ let gracefulHTTPServer = """
         def server_activate(self): pass
     server = Server(("", 0), Handler, bind_and_activate=False)
     server.socket = socket.socket(fileno=3)
-    signal.signal(signal.SIGTERM, lambda *a: threading.Thread(target=server.shutdown).start())
+    def on_term(*args):
+        note("term")
+        if not serving:
+            os._exit(0)
+        threading.Thread(target=server.shutdown).start()
+    signal.signal(signal.SIGTERM, on_term)
+    if gate and os.path.exists(gate + "/hold"):
+        open(gate + "/waiting-%d" % os.getpid(), "w").close()
+        while not os.path.exists(gate + "/release-%d" % os.getpid()):
+            time.sleep(0.01)
+    serving = True
+    note("ready")
     notify = os.environ.get("NOTIFY_SOCKET")
     if notify:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
@@ -241,10 +291,75 @@ let gracefulHTTPServer = """
     server.serve_forever(poll_interval=0.05)
     """
 
+/// The test's side of `gracefulHTTPServer`'s SERVER_GATE_DIR: holds new processes before
+/// READY=1, releases them one by one, and reads what the processes noted.
+struct ServerGate {
+    let directory: String
+
+    init(directory: String) throws {
+        self.directory = directory
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    }
+
+    /// From now on, every new process waits for `release(_:)` before it says READY=1.
+    func hold() { _ = FileManager.default.createFile(atPath: directory + "/hold", contents: nil) }
+
+    /// New processes go straight on again (those already waiting still need `release`).
+    func open() { try? FileManager.default.removeItem(atPath: directory + "/hold") }
+
+    /// The pids waiting at the gate (released or not).
+    var waiting: Set<Int32> {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        return Set(names.compactMap { $0.hasPrefix("waiting-") ? Int32($0.dropFirst("waiting-".count)) : nil })
+    }
+
+    func release(_ pid: Int32) { _ = FileManager.default.createFile(atPath: directory + "/release-\(pid)", contents: nil) }
+
+    struct Note: Equatable {
+        var what: String
+        var pid: Int32
+        /// CLOCK_MONOTONIC, ns
+        var time: UInt64
+    }
+
+    /// Every "ready"/"term" note, in time order.
+    var notes: [Note] {
+        let text = (try? String(contentsOfFile: directory + "/events.log", encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").compactMap { line -> Note? in
+            let f = line.split(separator: " ")
+            guard f.count == 3, let pid = Int32(f[1]), let time = UInt64(f[2]) else { return nil }
+            return Note(what: String(f[0]), pid: pid, time: time)
+        }.sorted { $0.time < $1.time }
+    }
+
+    func pids(_ what: String) -> Set<Int32> { Set(notes.filter { $0.what == what }.map(\.pid)) }
+
+    /// The fewest processes that had said READY=1 and not yet got SIGTERM, over every moment
+    /// from the first note at or after `since` on (before it: everything noted earlier).
+    func fewestReady(since: UInt64 = 0) -> Int {
+        var ready = Set<Int32>(), fewest = Int.max
+        for note in notes {
+            if note.what == "ready" { ready.insert(note.pid) } else if note.what == "term" { ready.remove(note.pid) }
+            if note.time >= since { fewest = min(fewest, ready.count) }
+        }
+        return fewest == Int.max ? ready.count : fewest
+    }
+}
+
 extension DBusTestCase {
+    /// `webAndSleeper` on a free port, started (startBusDaemon), `web`'s instances all up.
+    func startServingWeb(instances: Int) throws -> (web: String, sleeper: String, port: UInt16, daemon: Daemon,
+                                                    processes: [Int: ProcessInfoEntry]) {
+        let web = service("web"), sleeper = service("sleeper")
+        let port = try freePort()
+        let daemon = try startBusDaemon(try webAndSleeper(web: web, sleeper: sleeper, port: port, instances: instances))
+        return (web, sleeper, port, daemon, try requireInstances(instances, of: web, daemon: daemon))
+    }
+
     /// A config with `web` (the graceful HTTP server, `instances`, ready = notify) on `port`
-    /// and `sleeper` (one `sleep`).
-    func webAndSleeper(web: String, sleeper: String, port: UInt16, instances: Int = 3) throws -> String {
+    /// and `sleeper` (one `sleep`). With `gate`, the servers work with that `ServerGate`.
+    func webAndSleeper(web: String, sleeper: String, port: UInt16, instances: Int = 3,
+                       gate: ServerGate? = nil) throws -> String {
         let script = dir + "/server.py"
         try gracefulHTTPServer.write(toFile: script, atomically: true, encoding: .utf8)
         return """
@@ -257,6 +372,7 @@ extension DBusTestCase {
             sockets = ["http"]
             ready = "notify"
             stop-timeout = "5s"
+            \(gate.map { "environment = { SERVER_GATE_DIR = \(TOML.string($0.directory)) }" } ?? "")
 
             [services.\(sleeper)]
             command = ["sleep", "100000"]

@@ -138,7 +138,7 @@ final class DBusManagerTests: DBusTestCase {
     /// ServiceStateChanged, ProcessStarted, ProcessExited, Reloaded and PropertiesChanged, as
     /// `busctl monitor` sees them on the bus.
     func testSignalsAndPropertiesChanged() throws {
-        let (_, sleeper, _, _) = try startWebAndSleeper()
+        let (_, sleeper, _, daemon) = try startWebAndSleeper()
         let monitor = try EventFollower(["/usr/bin/busctl", busAddress.map { "--address=\($0)" } ?? "--user",
                                          "--json=short", "monitor", API.name])
         try require("busctl monitor to be listening", timeout: 10, poll: 0.1) {
@@ -161,9 +161,27 @@ final class DBusManagerTests: DBusTestCase {
             && signals("ServiceStateChanged").contains { $0.count == 2 && $0[0] as? String == sleeper && $0[1] as? String == "backoff" }
             && signals("ServiceStateChanged").contains { $0.count == 2 && $0[0] as? String == sleeper && $0[1] as? String == "running" }
         }
-        let reloaded = try XCTUnwrap(signals("Reloaded").first)
-        XCTAssertEqual(reloaded.count, 2)
-        XCTAssertNotNil(reloaded[0] as? Bool)
+        // The reloads of the unchanged, valid file: ok, and nothing changed.
+        let reloaded = signals("Reloaded")
+        XCTAssertFalse(reloaded.isEmpty)
+        for signal in reloaded {
+            XCTAssertEqual(signal.count, 2, "\(signal)")
+            XCTAssertEqual(signal.first as? Bool, true, "Reloaded of a valid file: \(signal)")
+            XCTAssertEqual(signal.last as? String, "nothing changed", "\(signal)")
+        }
+        // A file that does not validate: Reloaded(false, its file:line:column problem).
+        let good = try String(contentsOfFile: daemon.configPath, encoding: .utf8)
+        let badLine = good.split(separator: "\n", omittingEmptySubsequences: false).count + 1
+        try (good + "\nbogus-key = 1\n").write(toFile: daemon.configPath, atomically: true, encoding: .utf8)
+        XCTAssertEqual(try managerError("Reload"), API.error + "InvalidConfig")
+        let refused = try require("Reloaded(false, …) for the invalid file", poll: 0.05) {
+            signals("Reloaded").first { $0.first as? Bool == false }
+        }
+        XCTAssertEqual(refused.count, 2)
+        let message = refused.last as? String ?? ""
+        XCTAssertTrue(message.contains("\(daemon.configPath):\(badLine):1: ") && message.contains("bogus-key"),
+                      "Reloaded(false, \(message.debugDescription)) does not say where the problem is")
+        try good.write(toFile: daemon.configPath, atomically: true, encoding: .utf8)
 
         // PropertiesChanged on the service object carries the new values.
         let changes = monitor.objects.filter {

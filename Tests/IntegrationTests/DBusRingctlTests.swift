@@ -103,9 +103,17 @@ final class DBusRingctlTests: DBusTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
         try requireService(web, running: 1, instances: 1)
         _ = try requireInstances(1, of: web, daemon: daemon)
+        // 0 is a valid count (issue 9): no process left, and back again.
         r = try ringctl(["scale", web, "0"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        try require("no process of \(web) left", timeout: 15, poll: 0.05) {
+            self.instances(of: web, daemon: daemon).isEmpty && (try? self.number(web, "Instances")) == 0
+        }
+        r = try ringctl(["scale", web, "1"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        try requireService(web, running: 1, instances: 1)
+        r = try ringctl(["scale", web, "10001"])
         XCTAssertNotEqual(r.status, 0)
-        XCTAssertTrue(r.stderr.contains("at least 1"), r.stderr)
         r = try ringctl(["scale", "nope", "2"])
         XCTAssertEqual(r.status, 4)
 
@@ -190,13 +198,25 @@ final class DBusRingctlTests: DBusTestCase {
 
     func testReload() throws {
         let (_, sleeper, daemon) = try startWebAndSleeper()
-        let r = try ringctl(["reload"])
-        if r.stderr.contains("not supported") { throw XCTSkip("this ringmasterd does not reload yet") }
-        XCTAssertEqual(r.status, 0, r.stderr)
         let config = try String(contentsOfFile: daemon.configPath, encoding: .utf8)
-        try (config + "\n[services.\(sleeper)-bad]\ncommand = 3\n").write(toFile: daemon.configPath, atomically: true, encoding: .utf8)
+        // A good reload is applied: the service it adds runs.
+        let extra = service("extra")
+        let good = config + "\n\n[services.\(extra)]\ncommand = [\"sleep\", \"100000\"]\nstop-timeout = \"2s\"\n"
+        try good.write(toFile: daemon.configPath, atomically: true, encoding: .utf8)
+        let r = try ringctl(["reload"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stderr, "")
+        try requireService(extra, running: 1)
+        // A bad one is refused with file:line:column, and changes nothing.
+        let pids = try self.pids(sleeper)
+        let badLine = good.split(separator: "\n", omittingEmptySubsequences: false).count + 1
+        try (good + "[services.\(sleeper)-bad]\ncommand = 3\n").write(toFile: daemon.configPath, atomically: true, encoding: .utf8)
         let bad = try ringctl(["reload"])
         XCTAssertEqual(bad.status, 1)
-        XCTAssertTrue(bad.stderr.contains(daemon.configPath + ":"), bad.stderr)
+        XCTAssertTrue(bad.stderr.hasPrefix("ringctl: invalid configuration, nothing changed:\n"), bad.stderr)
+        XCTAssertTrue(bad.stderr.contains("\(daemon.configPath):\(badLine):"), "no \(daemon.configPath):\(badLine): in \(bad.stderr)")
+        XCTAssertEqual(try self.pids(sleeper), pids)
+        XCTAssertThrowsError(try self.state(service("sleeper-bad")), "the bad file's service was not added")
+        try requireService(extra, running: 1)
     }
 }

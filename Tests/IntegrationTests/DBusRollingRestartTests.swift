@@ -5,65 +5,82 @@ import Glibc
 import XCTest
 
 final class DBusRollingRestartTests: DBusTestCase {
+    /// The order is checked as it happens: every new process is held back before READY=1
+    /// (a `ServerGate`) and, while it waits, the daemon must still have all N instances
+    /// ready — so no old process was stopped before the surge instance was ready, and none
+    /// before its own replacement's predecessor was. Released one at a time, then the
+    /// processes' own notes ("ready", "term", one monotonic clock) are replayed: never fewer
+    /// than N ready, never more than N+1 processes, every old pid stopped cleanly.
     func testRollingRestartUnderHTTPLoadFailsNoRequestAndReplacesEveryPID() throws {
         let web = service("web"), sleeper = service("sleeper")
         let port = try freePort()
-        let daemon = try startBusDaemon(try webAndSleeper(web: web, sleeper: sleeper, port: port, instances: 3))
+        let gate = try ServerGate(directory: dir + "/gate")
+        let daemon = try startBusDaemon(try webAndSleeper(web: web, sleeper: sleeper, port: port, instances: 3, gate: gate))
         let before = Set(try pids(web))
         XCTAssertEqual(before.count, 3)
+        XCTAssertEqual(gate.pids("ready"), before, "every first process noted its READY=1")
         let events = try followEvents()
 
         // The load: sequential requests on fresh connections from another thread.
-        final class Load: @unchecked Sendable {
-            let lock = NSLock()
-            var ok = 0
-            var failures: [String] = []
-            var servedBy = Set<String>()
-            var stop = false
-        }
-        let load = Load()
-        let done = DispatchSemaphore(value: 0)
-        Thread.detachNewThread {
-            while !load.lock.withLock({ load.stop }) {
-                do {
-                    let reply = try httpGet(port: port, "/")
-                    load.lock.withLock {
-                        if reply.status == 200 { load.ok += 1; load.servedBy.insert(keyValues(reply.body)["pid"] ?? "?") }
-                        else { load.failures.append("HTTP \(reply.status)") }
-                    }
-                } catch {
-                    load.lock.withLock { load.failures.append("\(error)") }
-                }
-            }
-            done.signal()
-        }
-        try require("requests flowing") { load.lock.withLock { load.ok > 20 } }
+        let load = HTTPClientLoop(port: port)
+        defer { load.stop() }
+        try require("requests flowing") { load.servedCount > 20 }
 
+        gate.hold()
+        let restartBegan = monotonicNanoseconds()
         try manager("RestartService", "s", [web])
-        // Done: three fresh pids, none of the old ones, and back to three wanted instances.
-        try require("every pid of \(web) replaced", timeout: 60, poll: 0.05) {
+        var released: [Int32] = []
+        try require("every pid of \(web) replaced", timeout: 60, poll: 0.02) {
+            for pid in gate.waiting.subtracting(released).sorted() {
+                // The daemon spawned `pid` (it waits at the gate) and has handled that spawn
+                // before it answers: what it says now already holds any stop it would send.
+                let ready = try self.number(web, "Running")
+                let processes = self.instances(of: web, daemon: daemon).count
+                let stopped = gate.pids("term").intersection(before)
+                XCTAssertGreaterThanOrEqual(ready, 3, "only \(ready) ready while the new \(pid) is not yet")
+                XCTAssertLessThanOrEqual(processes, 4, "more than one extra process while \(pid) waits")
+                if released.isEmpty {
+                    XCTAssertEqual(stopped, [], "old processes stopped before the first new one (\(pid)) was ready")
+                } else {
+                    XCTAssertLessThanOrEqual(stopped.count, released.count,
+                                             "more old processes stopped than new ones had been ready")
+                }
+                released.append(pid)
+                gate.release(pid)
+            }
             let now = Set(try self.pids(web))
             let wanted = try self.number(web, "Instances"), running = try self.number(web, "Running")
             return now.count == 3 && now.isDisjoint(with: before) && wanted == 3 && running == 3
         }
         let after = Set(try pids(web))
-        try require("requests served by the new processes") {
-            load.lock.withLock { !load.servedBy.isDisjoint(with: Set(after.map(String.init))) }
-        }
-        load.lock.withLock { load.stop = true }
-        done.wait()
-        XCTAssertEqual(load.failures, [], "failed requests during the rolling restart")
-        print("rolling restart: \(load.ok) requests, \(load.failures.count) failed")
+        try require("requests served by the new processes") { load.servedBy(Set(after.map(String.init))) }
+        let result = load.stop()
+        XCTAssertEqual(result.refused, 0, "refused connections during the rolling restart")
+        XCTAssertEqual(result.incomplete, [], "failed requests during the rolling restart")
+        print("rolling restart: \(result.served) requests, \(result.refused + result.incomplete.count) failed")
 
-        // The events tell the story: every old pid exited after a new one had started.
-        let started = events.events("ProcessStarted", service: web)
-        let exited = events.events("ProcessExited", service: web)
-        for pid in before {
-            let exit = try XCTUnwrap(exited.firstIndex { ($0["pid"] as? NSNumber)?.int32Value == pid }, "no ProcessExited for \(pid)")
-            let exitObject = exited[exit]
-            XCTAssertEqual(exitObject["code"] as? String, "exited", "pid \(pid) was not stopped cleanly")
+        // The processes' own story: four new ones (three replacements and the surge one), all
+        // of them held and released; every old one stopped; never fewer than three ready.
+        XCTAssertEqual(released.count, 4, "three replacements and one temporary extra instance: \(released)")
+        XCTAssertTrue(after.isSubset(of: Set(released)))
+        try require("every old process and the extra one noted SIGTERM") {
+            gate.pids("term") == before.union(Set(released).subtracting(after))
         }
-        XCTAssertEqual(started.count, 4, "three replacements and one temporary extra instance: \(started)")
+        XCTAssertEqual(gate.fewestReady(since: restartBegan), 3, "notes: \(gate.notes)")
+        let firstStop = try XCTUnwrap(gate.notes.first { $0.what == "term" })
+        let firstNewReady = try XCTUnwrap(gate.notes.first { $0.what == "ready" && !before.contains($0.pid) })
+        XCTAssertLessThan(firstNewReady.time, firstStop.time, "an old process got SIGTERM before any new one was ready")
+
+        // The daemon's events say the same: each old pid exited cleanly, four processes started.
+        try require("ProcessExited for every old pid", poll: 0.05) {
+            let exited = events.events("ProcessExited", service: web).compactMap { ($0["pid"] as? NSNumber)?.int32Value }
+            return before.isSubset(of: Set(exited))
+        }
+        for exit in events.events("ProcessExited", service: web) where before.contains((exit["pid"] as? NSNumber)?.int32Value ?? 0) {
+            XCTAssertEqual(exit["code"] as? String, "exited", "an old process was not stopped cleanly: \(exit)")
+        }
+        let started = events.events("ProcessStarted", service: web).compactMap { ($0["pid"] as? NSNumber)?.int32Value }
+        XCTAssertEqual(Set(started), Set(released), "ProcessStarted for exactly the four new processes")
         // Every instance number 0..<3 has a process again; nothing of the extra one is left.
         _ = try requireInstances(3, of: web, daemon: daemon)
     }

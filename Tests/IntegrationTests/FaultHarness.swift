@@ -123,3 +123,61 @@ var binaryFlavour: String {
     let dir = (try? Binaries.directory()) ?? "?"
     return dir.contains("/release") ? "release" : (dir.contains("/debug") ? "debug" : dir)
 }
+
+/// `busctl --user get-property io.ringmaster.Ringmaster1 … Manager Version` every `interval`
+/// on a background thread, each call timed (timedRun): how long a user's D-Bus call waits for
+/// the daemon's loop while it works. `stop()` it on every path (`defer`).
+final class BusLatencyProbe {
+    struct Sample {
+        var at: Date
+        var seconds: Double
+        var answered: Bool
+    }
+
+    private let lock = NSLock()
+    private var running = true
+    private var samples: [Sample] = []
+    private let finished = DispatchSemaphore(value: 0)
+    private var stopped = false
+
+    init(interval: TimeInterval = 0.05, callTimeout: TimeInterval = 10) {
+        let argv = ["busctl", "--user", "--timeout=\(Int(callTimeout))", "get-property",
+                    API.name, API.managerPath, API.manager, "Version"]
+        Thread.detachNewThread { [self] in
+            while lock.withLock({ running }) {
+                let at = Date()
+                let r = try? timedRun(argv)
+                lock.withLock { samples.append(Sample(at: at, seconds: r?.seconds ?? 0, answered: r?.status == 0)) }
+                let next = at.addingTimeInterval(interval).timeIntervalSinceNow
+                if next > 0 { Thread.sleep(forTimeInterval: next) }
+            }
+            finished.signal()
+        }
+    }
+
+    /// Every sample so far.
+    var all: [Sample] { lock.withLock { samples } }
+
+    /// The samples taken from `start` on (up to `end`).
+    func samples(from start: Date, to end: Date = .distantFuture) -> [Sample] {
+        all.filter { $0.at >= start && $0.at <= end }
+    }
+
+    /// Stops after the call under way; later calls do nothing.
+    func stop() {
+        lock.withLock { running = false }
+        if !stopped {
+            _ = finished.wait(timeout: .now() + 30)
+            stopped = true
+        }
+    }
+}
+
+extension Array where Element == BusLatencyProbe.Sample {
+    var latencies: Latencies {
+        var l = Latencies()
+        for s in self { l.add(s.seconds) }
+        return l
+    }
+    var unanswered: Int { filter { !$0.answered }.count }
+}

@@ -98,6 +98,14 @@ func require(_ what: @autoclosure () -> String, timeout: TimeInterval = 10, poll
     _ = try require(what(), timeout: timeout, poll: poll) { try condition() ? true : nil }
 }
 
+/// CLOCK_MONOTONIC in nanoseconds: the clock every process on the machine shares (Python's
+/// time.monotonic_ns(), the journal's _SOURCE_MONOTONIC_TIMESTAMP in µs, systemd's *Monotonic).
+func monotonicNanoseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
 // MARK: - running commands
 
 struct CommandResult {

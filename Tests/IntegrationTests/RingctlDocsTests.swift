@@ -51,6 +51,14 @@ final class RingctlDocsTests: IntegrationTestCase {
             XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, "\(args): \(r.stderr)")
             XCTAssertTrue(r.stderr.hasPrefix("ringctl: ") && r.stderr.contains(text), "\(args): \(r.stderr)")
         }
+        // The usage line is the subcommand's own: no `[--version]` (every subcommand takes it).
+        let scale = try runCommand([try Binaries.ringctl(), "scale", "web", "x"])
+        XCTAssertEqual(scale.stderr, "ringctl: instances must be a whole number, not \"x\" (usage: ringctl scale <name> <instances>)\n")
+        let kill = try runCommand([try Binaries.ringctl(), "kill"])
+        XCTAssertTrue(kill.stderr.hasSuffix("(usage: ringctl kill <name> [--signal <signal>])\n"), kill.stderr)
+        let help = try runCommand([try Binaries.ringctl(), "help", "scale"])
+        XCTAssertTrue(help.stdout.contains("USAGE: ringctl scale <name> <instances>\n"), help.stdout)
+        XCTAssertTrue(help.stdout.contains("--version"), "OPTIONS still lists --version: \(help.stdout)")
         let version = try runCommand([try Binaries.ringctl(), "status", "--version"])
         XCTAssertEqual(version.status, 0)
         XCTAssertEqual(version.stdout, try runCommand([try Binaries.ringctl(), "--version"]).stdout)

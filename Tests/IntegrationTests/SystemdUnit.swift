@@ -114,9 +114,12 @@ final class RingmasterUnit {
         }
     }
 
-    /// `systemctl status` and the unit's journal, for failure messages.
+    /// `systemctl status` (its first 80 lines: the cgroup tree of thousands of instances is
+    /// not worth more) and the unit's journal, for failure messages.
     func statusReport() -> String {
-        let status = (try? runCommand(["systemctl", "--user", "--no-pager", "--full", "status", Self.service, Self.socket]))?.stdout ?? ""
+        let full = (try? runCommand(["systemctl", "--user", "--no-pager", "--full", "status", Self.service, Self.socket]))?.stdout ?? ""
+        let lines = full.split(separator: "\n", omittingEmptySubsequences: false)
+        let status = lines.prefix(80).joined(separator: "\n") + (lines.count > 80 ? "\n… (\(lines.count - 80) more lines)" : "")
         let journal = (try? runCommand(["journalctl", "--no-pager", "--user-unit", Self.service, "-n", "60", "-o", "short-monotonic"]))?.stdout ?? ""
         return "--- systemctl status:\n\(status)\n--- journal of \(Self.service):\n\(journal)"
     }
@@ -221,8 +224,9 @@ final class HTTPClientLoop {
 }
 
 /// The base of the Systemd* tests: the units are removed after each test whatever happens,
-/// before the harness checks for leftovers.
-class SystemdUnitTestCase: IntegrationTestCase {
+/// before the harness checks for leftovers. A DBusTestCase: the daemon the unit runs is on
+/// the session's user bus, so the busctl/ringctl helpers work on it.
+class SystemdUnitTestCase: DBusTestCase {
     var unit: RingmasterUnit?
 
     func installUnits(_ toml: String, socketPort: UInt16? = nil) throws -> RingmasterUnit {

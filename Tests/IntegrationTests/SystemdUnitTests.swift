@@ -123,14 +123,15 @@ final class SystemdUnitTests: SystemdUnitTestCase {
         let first = try unit.requireActive()
         XCTAssertEqual(unit.property("WatchdogUSec"), "1s")
 
-        // It pings: the last-ping timestamp moves while the loop runs.
-        let ping = unit.property("WatchdogTimestampMonotonic")
-        try require("a watchdog ping after \(ping)", timeout: 5, poll: 0.1) {
-            let now = unit.property("WatchdogTimestampMonotonic")
-            return now != ping && now != "0" && !now.isEmpty
+        // It pings: the last-ping timestamp (µs, monotonic) moves while the loop runs, and it
+        // outlives several watchdog periods while healthy — shown by a ping three periods
+        // after the first one, still from the first daemon, which systemd never restarted.
+        func lastPing() -> UInt64 { UInt64(unit.property("WatchdogTimestampMonotonic")) ?? 0 }
+        let ping = try require("a first watchdog ping", timeout: 5, poll: 0.1) { let p = lastPing(); return p > 0 ? p : nil }
+        try require("a watchdog ping 3 s (three periods) after the first one, at \(ping) µs", timeout: 10, poll: 0.1) {
+            lastPing() >= ping + 3_000_000
         }
-        // And it outlives several watchdog periods while it is healthy.
-        XCTAssertFalse(waitUntil(timeout: 3, poll: 0.1) { unit.mainPID != first }, "restarted although healthy")
+        XCTAssertEqual(unit.mainPID, first, "restarted although healthy")
         XCTAssertEqual(unit.property("NRestarts"), "0")
 
         kill(first, SIGSTOP)

@@ -53,6 +53,13 @@ final class CommandLineSpecTests: XCTestCase {
     func testUsageAndHelpText() {
         XCTAssertEqual(kill.usage(prefix: "ringctl"), "ringctl kill <name> [--signal <signal>] [--json]")
         XCTAssertEqual(scale.usage(prefix: "ringctl"), "ringctl scale <names> ... <n>")
+        // An option that is not in the usage line (`--version`) is still parsed and listed.
+        var versioned = scale
+        versioned.options.append(.init("version", help: "Show the version.", inUsage: false))
+        XCTAssertEqual(versioned.usage(prefix: "ringctl"), "ringctl scale <names> ... <n>")
+        XCTAssertTrue(versioned.help(prefix: "ringctl").contains("USAGE: ringctl scale <names> ... <n>\n"))
+        XCTAssertTrue(versioned.help(prefix: "ringctl").contains("  --version               Show the version.\n"))
+        XCTAssertEqual(try parse(versioned, ["a", "3", "--version"])?.flag("version"), true)
         XCTAssertEqual(kill.help(prefix: "ringctl"), """
             OVERVIEW: Send a signal.
 
