@@ -1,0 +1,156 @@
+// The hardening cases of the fault suite (docs/reliability.md, issue 13): what another user
+// (uid 65534 through setpriv), another process of the same user, a hostile file or a
+// stalled peer can do to the daemon. Quick: `make check` runs them, `make faults` too.
+import Foundation
+import Glibc
+import XCTest
+
+final class FaultHardeningTests: DBusTestCase {
+    static let nobody: uid_t = 65534
+
+    /// A python3 script run (as `uid`, if given) that prints one line once it is set up and
+    /// then holds what it made until `finish()` closes its stdin.
+    final class Helper {
+        let process = Process()
+        private let input = Pipe(), output = Pipe()
+        private(set) var firstLine = ""
+
+        init(_ script: String, arguments: [String] = [], asUser uid: uid_t? = nil) throws {
+            let argv = (uid.map { ["setpriv", "--reuid=\($0)", "--regid=\($0)", "--clear-groups"] } ?? [])
+                + ["/usr/bin/python3", "-c", script] + arguments  // (not a PATH shim another uid cannot run)
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = argv
+            process.standardInput = input
+            process.standardOutput = output
+            try process.run()
+            var line: [UInt8] = []
+            let deadline = Date().addingTimeInterval(20)
+            while Date() < deadline {
+                let data = output.fileHandleForReading.readData(ofLength: 1)
+                if data.isEmpty || data.first == 10 { break }
+                line += data
+            }
+            firstLine = String(decoding: line, as: UTF8.self)
+        }
+
+        func finish() {
+            try? input.fileHandleForWriting.close()
+            if !waitUntil(timeout: 5, { !self.process.isRunning }) { kill(process.processIdentifier, SIGKILL) }
+            process.waitUntilExit()
+        }
+    }
+
+    private func environ(_ pid: Int32) -> [String: String] { Processes.read(pid)?.environment ?? [:] }
+
+    // MARK: 1. notify sockets no other user can reach or squat
+
+    /// As uid 65534: bind the 2,000 names after an instance's NOTIFY_SOCKET (the abstract
+    /// names were predictable) and send it READY=1. The instance, killed, must be replaced
+    /// all the same, the datagram refused; the socket file goes with its process and with
+    /// the daemon.
+    func testAnotherUserCanNeitherSquatNorReachNotifySockets() throws {
+        let svc = service("web")
+        let daemon = try startBusDaemon("""
+            [services.\(svc)]
+            command = ["sleep", "100000"]
+            restart = "always"
+            restart-delay = "0"
+            """)
+        let first = try requireInstances(1, of: svc, daemon: daemon)[0]!
+        let address = try XCTUnwrap(environ(first.pid)["NOTIFY_SOCKET"])
+        let squatter = try Helper(#"""
+            import socket, sys, errno
+            addr, n = sys.argv[1], int(sys.argv[2])
+            if addr.startswith("@"):
+                base, counter = addr[1:].rsplit("/", 1)
+                names = ["\0" + base + "/" + str(int(counter) + i) for i in range(1, n + 1)]
+                target = "\0" + addr[1:]
+            else:
+                d, name = addr.rsplit("/", 1)
+                stem, counter = name.rsplit(".", 1)
+                names = [d + "/" + stem + "." + str(int(counter) + i) for i in range(1, n + 1)]
+                target = addr
+            held = []
+            for name in names:
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                try:
+                    s.bind(name); held.append(s)
+                except OSError:
+                    s.close()
+            t = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            try:
+                t.sendto(b"READY=1\nSTATUS=from nobody", target); sent = "sent"
+            except OSError as e:
+                sent = errno.errorcode.get(e.errno, str(e.errno))
+            print(len(held), sent, flush=True)
+            sys.stdin.read()
+            """#, arguments: [address, "2000"], asUser: Self.nobody)
+        defer { squatter.finish() }
+        let words = squatter.firstLine.split(separator: " ")
+        XCTAssertEqual(words.count, 2, "squatter said: \(squatter.firstLine)")
+        XCTAssertEqual(words.first, "0", "uid 65534 bound names next to \(address)")
+        XCTAssertNotEqual(words.last, "sent", "uid 65534 could send to \(address)")
+        XCTAssertTrue(address.hasPrefix("/"), "NOTIFY_SOCKET is not a path: \(address)")
+
+        // The directory: ours, 0700.
+        let directory = String(address[..<(address.lastIndex(of: "/") ?? address.endIndex)])
+        var st = stat()
+        XCTAssertEqual(lstat(directory, &st), 0)
+        XCTAssertEqual(st.st_mode & 0o7777, 0o700, "mode of \(directory)")
+        XCTAssertEqual(st.st_uid, geteuid())
+
+        // Killed: replaced (the squatted names do not matter), the old socket file gone.
+        let started = Date()
+        kill(first.pid, SIGKILL)
+        let second = try require("a new instance of \(svc)", timeout: 10) {
+            self.instances(of: svc, daemon: daemon)[0].flatMap { $0.pid != first.pid ? $0 : nil }
+        }
+        let replaced = Date().timeIntervalSince(started)
+        try require("\(address) removed", timeout: 5) { access(address, F_OK) != 0 }
+        let next = try XCTUnwrap(environ(second.pid)["NOTIFY_SOCKET"])
+        XCTAssertEqual(access(next, F_OK), 0, "the new instance's socket \(next)")
+        XCTAssertEqual(try state(svc), "running")
+
+        XCTAssertEqual(try daemon.terminate(), 0)
+        let left = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [])
+            .filter { $0.hasPrefix("notify.\(daemon.pid).") }
+        XCTAssertEqual(left, [], "notify sockets left after the daemon exited")
+        figure("notify sockets, uid 65534", "names squatted / datagrams delivered", "\(words.first ?? "?") of 2000 / \(words.last ?? "?")")
+        figure("notify sockets, uid 65534", "killed instance replaced in", String(format: "%.0f ms", replaced * 1000))
+    }
+
+    // MARK: 2. readiness only from the instance's own processes
+
+    /// Service B waits for READY=1. A process of service A, and a shell of the same user, send
+    /// READY=1 and STATUS= to B's socket: both ignored. B's own grandchild then speaks for it.
+    func testReadinessFromAnotherServiceOrAShellIsIgnored() throws {
+        let a = service("a"), b = service("b")
+        // (as sd_notify: a leading @ is an abstract name)
+        let send = #"import os, socket, sys; a = sys.argv[2]; s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.sendto(sys.argv[1].encode(), chr(0) + a[1:] if a[0] == chr(64) else a)"#
+        let daemon = try startDaemon("""
+            [services.\(a)]
+            command = ["/bin/sh", "-c", "while [ ! -e b.addr ]; do sleep 0.02; done; python3 -c '\(send)' 'READY=1\\nSTATUS=spoofed by A' \\"$(cat b.addr)\\"; touch a.sent; exec sleep 100000"]
+
+            [services.\(b)]
+            ready = "notify"
+            command = ["/bin/sh", "-c", "while [ ! -e a.sent ]; do sleep 0.02; done; python3 -c '\(send)' 'STATUS=genuine' \\"$NOTIFY_SOCKET\\"; while [ ! -e go ]; do sleep 0.02; done; python3 -c '\(send); import time; time.sleep(100000)' 'READY=1\\nSTATUS=ready' \\"$NOTIFY_SOCKET\\" & exec sleep 100000"]
+            """, mode: .journal)
+        let bPID = try requireInstances(1, of: b, daemon: daemon)[0]!.pid
+        let address = try XCTUnwrap(environ(bPID)["NOTIFY_SOCKET"])
+        // A shell of the user first (same uid as the daemon, not B's).
+        let shell = try runCommand(["python3", "-c", send, "READY=1\nSTATUS=spoofed by a shell", address])
+        XCTAssertEqual(shell.status, 0, shell.stderr)
+        try (address + "\n").write(toFile: dir + "/b.addr", atomically: true, encoding: .utf8)
+        // B's own STATUS=genuine comes after both spoofs on the same socket: once it shows,
+        // the spoofs were read.
+        try require("B's STATUS=genuine", timeout: 10, poll: 0.05) { (try? self.property(b, "StatusText")) as? String == "genuine" }
+        XCTAssertEqual(try state(b), "starting", "READY=1 from outside B was taken")
+        XCTAssertFalse(daemon.log().contains("\(b): starting -> running"), daemon.log())
+        // B's grandchild (a background python of its shell) is B's: taken.
+        _ = FileManager.default.createFile(atPath: dir + "/go", contents: nil)
+        try require("B running", timeout: 10, poll: 0.05) { (try? self.state(b)) == "running" }
+        XCTAssertEqual(try property(b, "StatusText") as? String, "ready")
+        XCTAssertEqual(try daemon.terminate(), 0)
+        figure("notify attribution", "READY=1 from another service / a user shell", "ignored / ignored; from B's grandchild: taken")
+    }
+}
