@@ -22,7 +22,8 @@ public struct SocketError: Error, Equatable, Sendable, CustomStringConvertible {
 /// for `address` and returns its fd. TCP gets SO_REUSEADDR so a restarted daemon can bind
 /// while old connections linger in TIME_WAIT; IPv6 is IPV6_V6ONLY so "[::]:80" and
 /// "0.0.0.0:80" can coexist. A unix socket file left behind by a dead process (connect
-/// refused) is removed first; a live one is left alone and bind fails with EADDRINUSE.
+/// refused) is removed first; a live one (connect accepted, or EAGAIN: its backlog is full)
+/// is left alone and bind fails with EADDRINUSE. Nothing here blocks.
 public func bindListenSocket(_ address: ListenAddress, backlog: Int32 = SOMAXCONN) throws(SocketError) -> Int32 {
     let name = address.description
     func fail(_ operation: String, _ fd: Int32, _ code: Int32 = Glibc.errno) -> SocketError {
@@ -96,11 +97,14 @@ private func bindAndListen<Address>(_ family: Int32, _ address: Address, _ lengt
     return fd
 }
 
-/// Unlinks `path` if it is a socket nobody listens on any more (connect refused).
+/// Unlinks `path` if it is a socket nobody listens on any more (connect refused). The probe
+/// is a non-blocking connect: a listener whose backlog is full (anyone can make one in a
+/// shared directory) answers EAGAIN at once — live, left alone — where a blocking connect
+/// would wait for it without end, on the daemon's loop.
 private func removeStaleSocket(_ path: String, _ address: sockaddr_un, _ length: socklen_t) {
     var st = stat()
     guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFSOCK else { return }
-    let probe = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    let probe = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
     guard probe >= 0 else { return }
     defer { close(probe) }
     var sa = address

@@ -153,4 +153,48 @@ final class FaultHardeningTests: DBusTestCase {
         XCTAssertEqual(try daemon.terminate(), 0)
         figure("notify attribution", "READY=1 from another service / a user shell", "ignored / ignored; from B's grandchild: taken")
     }
+
+    // MARK: 3. a live listener at a `listen` path
+
+    /// uid 65534 listens at the path in a shared directory with a full backlog: start-up
+    /// must fail at once with EADDRINUSE, not block in connect().
+    func testAFullBacklogListenerAtAListenPathDoesNotHangTheDaemon() throws {
+        let shared = "/tmp/\(prefix)-shared"
+        XCTAssertEqual(mkdir(shared, 0o777), 0)
+        chmod(shared, 0o1777)
+        defer { try? FileManager.default.removeItem(atPath: shared) }
+        let path = shared + "/app.sock"
+        let listener = try Helper(#"""
+            import socket, sys
+            path = sys.argv[1]
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.bind(path); s.listen(0)
+            held = []
+            while True:
+                c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); c.setblocking(False)
+                try:
+                    c.connect(path); held.append(c)
+                except (BlockingIOError, InterruptedError):
+                    break
+            print("full", len(held), flush=True)
+            sys.stdin.read()
+            """#, arguments: [path], asUser: Self.nobody)
+        defer { listener.finish() }
+        XCTAssertTrue(listener.firstLine.hasPrefix("full"), listener.firstLine)
+        let svc = service("app")
+        let started = Date()
+        let daemon = try startDaemon("""
+            [sockets.app]
+            listen = \(TOML.string(path))
+
+            [services.\(svc)]
+            command = ["sleep", "100000"]
+            sockets = ["app"]
+            """)
+        let status = daemon.waitForExit(timeout: 10)
+        let took = Date().timeIntervalSince(started)
+        XCTAssertNotNil(status, "ringmasterd still runs 10 s after start: blocked on \(path)?")
+        XCTAssertNotEqual(status, 0)
+        XCTAssertTrue(daemon.log().contains("Address already in use"), daemon.log())
+        figure("live listener at a listen path", "daemon start-up refused in", String(format: "%.0f ms", took * 1000))
+    }
 }
