@@ -1,4 +1,5 @@
 // ringmasterd: runs the stack described in ringmaster.toml, in the foreground, on one sd-event loop.
+import ConfigFiles
 import CRingShims
 import Glibc
 import RingmasterCore

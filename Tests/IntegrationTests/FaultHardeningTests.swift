@@ -197,4 +197,26 @@ final class FaultHardeningTests: DBusTestCase {
         XCTAssertTrue(daemon.log().contains("Address already in use"), daemon.log())
         figure("live listener at a listen path", "daemon start-up refused in", String(format: "%.0f ms", took * 1000))
     }
+
+    // MARK: 4. config paths that are not regular files
+
+    func testAFIFOOrDevZeroInConfDIsAClearErrorNotAHang() throws {
+        let main = try writeConfig("[services.\(service("x"))]\ncommand = [\"true\"]\n")
+        try FileManager.default.createDirectory(atPath: dir + "/conf.d", withIntermediateDirectories: true)
+        XCTAssertEqual(mkfifo(dir + "/conf.d/a-fifo.toml", 0o644), 0)
+        XCTAssertEqual(symlink("/dev/zero", dir + "/conf.d/b-zero.toml"), 0)
+        let big = dir + "/conf.d/c-big.toml"
+        XCTAssertTrue(FileManager.default.createFile(atPath: big, contents: nil))
+        XCTAssertEqual(truncate(big, 17 << 20), 0)
+        let started = Date()
+        let r = try runCommand([try Binaries.ringctl(), "check", main], timeout: 10)
+        let took = Date().timeIntervalSince(started)
+        XCTAssertNotEqual(r.status, 0)
+        let lines = r.stderr.split(separator: "\n").map(String.init)
+        XCTAssertTrue(lines.contains { $0.hasPrefix(dir + "/conf.d/a-fifo.toml:1:1:") && $0.contains("not a regular file") }, r.stderr)
+        XCTAssertTrue(lines.contains { $0.hasPrefix(dir + "/conf.d/b-zero.toml:1:1:") && $0.contains("not a regular file") }, r.stderr)
+        XCTAssertTrue(lines.contains { $0.hasPrefix(big + ":1:1:") && $0.contains("16 MiB") }, r.stderr)
+        XCTAssertLessThan(took, 2)
+        figure("config path not a regular file", "ringctl check on a FIFO, /dev/zero, 17 MiB", String(format: "3 errors in %.0f ms", took * 1000))
+    }
 }
