@@ -219,4 +219,28 @@ final class FaultHardeningTests: DBusTestCase {
         XCTAssertLessThan(took, 2)
         figure("config path not a regular file", "ringctl check on a FIFO, /dev/zero, 17 MiB", String(format: "3 errors in %.0f ms", took * 1000))
     }
+
+    // MARK: 5. the daemon's per-unit environment stays with it
+
+    func testPerUnitVariablesOfTheDaemonDoNotReachChildren() throws {
+        let svc = service("env")
+        let perUnit = ["SYSTEMD_EXEC_PID", "FDSTORE", "MEMORY_PRESSURE_WATCH", "MEMORY_PRESSURE_WRITE",
+                       "TRIGGER_UNIT", "TRIGGER_PATH", "TRIGGER_TIMER_REALTIME_USEC", "TRIGGER_TIMER_MONOTONIC_USEC",
+                       "MONITOR_SERVICE_RESULT", "MONITOR_EXIT_CODE", "MONITOR_EXIT_STATUS", "MONITOR_INVOCATION_ID",
+                       "MONITOR_UNIT", "SERVICE_RESULT", "EXIT_CODE", "EXIT_STATUS", "MAINPID", "PIDFILE",
+                       "CREDENTIALS_DIRECTORY", "REMOTE_ADDR", "REMOTE_PORT", "MANAGERPID", "INVOCATION_ID"]
+        var environment = Dictionary(uniqueKeysWithValues: perUnit.map { ($0, "daemon-only") })
+        environment["RINGMASTER_TEST_KEPT"] = "kept"
+        let daemon = try startDaemon("""
+            [services.\(svc)]
+            command = ["sleep", "100000"]
+            """, environment: environment)
+        let child = try requireInstances(1, of: svc, daemon: daemon)[0]!
+        let env = environ(child.pid)
+        XCTAssertEqual(env["RINGMASTER_TEST_KEPT"], "kept")
+        let leaked = perUnit.filter { env[$0] != nil }
+        XCTAssertEqual(leaked, [], "the daemon's own variables reached the child")
+        XCTAssertEqual(try daemon.terminate(), 0)
+        figure("daemon-only environment", "variables set on the daemon / reaching a child", "\(perUnit.count) / \(leaked.count)")
+    }
 }
