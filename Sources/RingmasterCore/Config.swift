@@ -24,8 +24,9 @@ public struct SourceLocation: Equatable, Hashable, Sendable, CustomStringConvert
 public struct ConfigDiagnostic: Error, Equatable, Sendable, CustomStringConvertible {
     public var location: SourceLocation
     public var message: String
+    /// `message` is cut to ~512 bytes (`boundedEcho`): it may quote a huge value.
     public init(_ location: SourceLocation, _ message: String) {
-        self.location = location; self.message = message
+        self.location = location; self.message = boundedEcho(message)
     }
     public var description: String { "\(location): \(message)" }
 }

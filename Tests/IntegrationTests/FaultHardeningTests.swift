@@ -243,4 +243,27 @@ final class FaultHardeningTests: DBusTestCase {
         XCTAssertEqual(try daemon.terminate(), 0)
         figure("daemon-only environment", "variables set on the daemon / reaching a child", "\(perUnit.count) / \(leaked.count)")
     }
+
+    // MARK: 6. bounded echoes of user input
+
+    func testHugeConfigValueAndHugeBusArgumentAreQuotedBounded() throws {
+        // 12 MiB: under the 16 MiB a config file may have (a 20 MB one is refused unread).
+        let value = String(repeating: "z", count: 12 << 20)
+        let main = try writeConfig("[services.\(service("x"))]\ncommand = [\"true\"]\nrestart = \"\(value)\"\n", name: "huge.toml")
+        let r = try runCommand([try Binaries.ringctl(), "check", main], timeout: 30)
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("huge.toml:3:"), String(r.stderr.prefix(300)))
+        XCTAssertLessThan(r.stderr.utf8.count, 1024, "a 12 MiB value gave a \(r.stderr.utf8.count)-byte diagnostic")
+
+        let sleeper = service("sleeper")
+        let daemon = try startBusDaemon("[services.\(sleeper)]\ncommand = [\"sleep\", \"100000\"]\n")
+        let name = String(repeating: "n", count: 120_000)
+        let e = try error(API.managerPath, "\(API.manager).GetService", ["string:" + name])
+        XCTAssertEqual(e.name, API.error + "NoSuchService")
+        XCTAssertLessThan(e.message.utf8.count, 1024, "a 120 KB name gave a \(e.message.utf8.count)-byte error message")
+        XCTAssertTrue(e.message.hasSuffix("(\("no service named \"\"".utf8.count + name.utf8.count) bytes in all)"), String(e.message.suffix(80)))
+        XCTAssertTrue(daemon.isRunning)
+        figure("bounded echoes", "12 MiB config value → diagnostic; 120 KB service name → D-Bus error",
+               "\(r.stderr.utf8.count) bytes; \(e.message.utf8.count) bytes")
+    }
 }
