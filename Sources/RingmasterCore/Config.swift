@@ -67,7 +67,11 @@ public struct SocketConfig: Equatable, Hashable, Sendable {
     }
     public var name: String
     public var source: Source
-    public init(name: String, source: Source) { self.name = name; self.source = source }
+    /// `mode` of a `listen = "/path"` socket: its file's permission bits (nil: `defaultMode`)
+    public var mode: UInt32?
+    /// Only the user: a per-user daemon's sockets are private unless `mode` says otherwise.
+    public static let defaultMode: UInt32 = 0o600
+    public init(name: String, source: Source, mode: UInt32? = nil) { self.name = name; self.source = source; self.mode = mode }
 }
 
 public enum RestartPolicy: String, Equatable, Hashable, Sendable, CaseIterable {

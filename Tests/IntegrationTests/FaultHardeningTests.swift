@@ -266,4 +266,62 @@ final class FaultHardeningTests: DBusTestCase {
         figure("bounded echoes", "12 MiB config value → diagnostic; 120 KB service name → D-Bus error",
                "\(r.stderr.utf8.count) bytes; \(e.message.utf8.count) bytes")
     }
+
+    // MARK: 9. unix listen sockets: mode, and removed when done
+
+    func testPathSocketModeDecidesWhoConnectsAndTheFileGoesWithTheDaemon() throws {
+        let shared = "/tmp/\(prefix)-socks"
+        XCTAssertEqual(mkdir(shared, 0o755), 0)
+        defer { try? FileManager.default.removeItem(atPath: shared) }
+        let privatePath = shared + "/private.sock", openPath = shared + "/open.sock"
+        let svc = service("app")
+        let config = """
+            [sockets.priv]
+            listen = \(TOML.string(privatePath))
+
+            [sockets.open]
+            listen = \(TOML.string(openPath))
+            mode = "0666"
+
+            [services.\(svc)]
+            command = ["sleep", "100000"]
+            sockets = ["priv", "open"]
+            """
+        let daemon = try startBusDaemon(config)
+        func mode(_ path: String) -> mode_t {
+            var st = stat()
+            return lstat(path, &st) == 0 ? st.st_mode & 0o7777 : 0
+        }
+        XCTAssertEqual(mode(privatePath), 0o600)
+        XCTAssertEqual(mode(openPath), 0o666)
+        let connect = #"""
+            import socket, sys, errno
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.connect(sys.argv[1]); print("connected")
+            except OSError as e:
+                print(errno.errorcode.get(e.errno, str(e.errno)))
+            """#
+        let toPrivate = try runCommand(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", connect, privatePath])
+        let toOpen = try runCommand(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", connect, openPath])
+        XCTAssertEqual(toPrivate.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "EACCES")
+        XCTAssertEqual(toOpen.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "connected")
+
+        // Removed by a reload: the file goes.
+        try writeConfig("""
+            [sockets.priv]
+            listen = \(TOML.string(privatePath))
+
+            [services.\(svc)]
+            command = ["sleep", "100000"]
+            sockets = ["priv"]
+            """)
+        daemon.signal(SIGHUP)
+        try require("\(openPath) removed by the reload", timeout: 10) { access(openPath, F_OK) != 0 }
+        // Stopped: the file goes.
+        XCTAssertEqual(try daemon.terminate(), 0)
+        XCTAssertNotEqual(access(privatePath, F_OK), 0, "\(privatePath) left after the daemon exited")
+        figure("unix listen sockets", "uid 65534 to the default / mode 0666 socket; files left after reload, stop",
+               "\(toPrivate.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) / \(toOpen.stdout.trimmingCharacters(in: .whitespacesAndNewlines)); 0, 0")
+    }
 }
