@@ -70,7 +70,7 @@ integration-test: build-debug
 faults: build-debug build
 	$(SESSION) -- env "RINGMASTER_BIN_DIR=$$($(SWIFT) build $(SWIFTPM) $(RELEASE) --show-bin-path)" \
 	    RINGMASTER_FUZZ_INPUTS=1000000 \
-	    $(SWIFT) test $(SWIFTPM) --skip-build --filter 'IntegrationTests\.Fault|RingmasterCoreTests\.Fault|DBusTests\.Fault'
+	    $(SWIFT) test $(SWIFTPM) --skip-build --filter 'IntegrationTests\.Fault|RingmasterCoreTests\.Fault|DBusTests\.Fault|RingmasterRuntimeTests\.CgroupTests/testPidByPid'
 
 clean:
 	rm -rf $(SCRATCH)

@@ -89,10 +89,7 @@ public final class NotifySocket {
         guard pid > 0 else { return sender }
         let group = getpgid(pid)
         if group > 0 { sender.processGroup = group }
-        if withCgroup, let text = readSmallFile("/proc/\(pid)/cgroup", limit: 8192), let own = ownCgroup2Path(procSelfCgroup: text),
-           let mount = cgroupMount {
-            sender.cgroup = cgroupDirectory(mount: mount, own: own)
-        }
+        if withCgroup { sender.cgroup = cgroupDirectory(ofPID: pid) }
         var p = pid
         while sender.ancestors.count < 64, let parent = parentPID(of: p), parent > 1 {
             sender.ancestors.append(parent)
@@ -100,10 +97,6 @@ public final class NotifySocket {
         }
         return sender
     }
-
-    /// The cgroup2 mount (read once).
-    private static let cgroupMount: (point: String, root: String)? =
-        readSmallFile("/proc/self/mountinfo", limit: 1 << 20).flatMap { cgroup2Mount(mountinfo: $0) }
 
     /// The ppid field of /proc/PID/stat (after the last ')': the name may hold anything).
     static func parentPID(of pid: Int32) -> Int32? {
