@@ -32,8 +32,11 @@
 #define DEFAULT_JOURNAL_SOCKET "/run/systemd/journal/stdout"
 /* As sd_journal_stream_fd: a large send buffer so a chatty child rarely blocks on journald. */
 #define JOURNAL_SNDBUF_SIZE (8 * 1024 * 1024)
-/* At most ~100 ms per stream waiting for room in journald's backlog. */
-#define JOURNAL_CONNECT_RETRIES 5
+/* One non-blocking connect per stream, no retry: under CLONE_VFORK the daemon is suspended
+ * until this child execs, so any wait here is the daemon's. journald's backlog (SOMAXCONN)
+ * is full only when journald is stuck; the stream then falls back at once (the daemon stays
+ * responsive with journald SIGSTOPped: FaultSlowTests). */
+#define JOURNAL_CONNECT_RETRIES 0
 #define JOURNAL_CONNECT_PAUSE_NS (20 * 1000 * 1000)
 
 /* ---- raw syscalls for glibc's cancellation points ---- */
@@ -131,7 +134,7 @@ static int journal_stream_connect(const char *socket_path, const char *identifie
 
     /* Non-blocking connect: with journald stuck and its backlog full, a blocking connect
      * would hang this child and, since the parent waits for the exec, the daemon's loop. A
-     * unix socket reports a full backlog as EAGAIN; retry briefly, then fall back. */
+     * unix socket reports a full backlog as EAGAIN: fall back (JOURNAL_CONNECT_RETRIES). */
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) return -1;
     for (int attempt = 0;; attempt++) {
