@@ -32,8 +32,9 @@
 #define DEFAULT_JOURNAL_SOCKET "/run/systemd/journal/stdout"
 /* As sd_journal_stream_fd: a large send buffer so a chatty child rarely blocks on journald. */
 #define JOURNAL_SNDBUF_SIZE (8 * 1024 * 1024)
-/* At most ~100 ms per stream waiting for room in journald's backlog. */
-#define JOURNAL_CONNECT_RETRIES 5
+/* Between retries of a connect that found journald's backlog full (req->journal_connect_
+ * retries, 0 for the daemon: under CLONE_VFORK it is suspended until this child execs, so
+ * any wait here is the daemon's; journald's backlog is full only when journald is stuck). */
 #define JOURNAL_CONNECT_PAUSE_NS (20 * 1000 * 1000)
 
 /* ---- raw syscalls for glibc's cancellation points ---- */
@@ -120,7 +121,7 @@ static _Noreturn void child_fail(const struct child *c, int stage) {
 /* Connect to journald's stdout stream the way sd_journal_stream_fd() does, but with raw
  * syscalls only: the stream then belongs to this process, and journald attributes the
  * lines to the child's own _PID. Returns the fd or -1. */
-static int journal_stream_connect(const char *socket_path, const char *identifier, int priority) {
+static int journal_stream_connect(const char *socket_path, const char *identifier, int priority, int retries) {
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
     size_t plen = ring_strlen(socket_path);
     if (plen >= sizeof sa.sun_path) {
@@ -131,14 +132,14 @@ static int journal_stream_connect(const char *socket_path, const char *identifie
 
     /* Non-blocking connect: with journald stuck and its backlog full, a blocking connect
      * would hang this child and, since the parent waits for the exec, the daemon's loop. A
-     * unix socket reports a full backlog as EAGAIN; retry briefly, then fall back. */
+     * unix socket reports a full backlog as EAGAIN: retry `retries` times, then fall back. */
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) return -1;
     for (int attempt = 0;; attempt++) {
         if (sys_connect(fd, (struct sockaddr *)&sa, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + plen)) == 0)
             break;
         if (errno == EINTR) continue;
-        if (errno != EAGAIN || attempt >= JOURNAL_CONNECT_RETRIES) goto fail;
+        if (errno != EAGAIN || attempt >= retries) goto fail;
         sys_pause_ns(JOURNAL_CONNECT_PAUSE_NS);
     }
     /* The program writes to a blocking stdout, like everywhere else. */
@@ -320,8 +321,8 @@ _Noreturn void ring_child_main(const struct ring_child_ctx *ctx) {
     int journal_fd_for_env = -1;
     if (req->journal_identifier) {
         const char *path = req->journal_socket ? req->journal_socket : DEFAULT_JOURNAL_SOCKET;
-        int jout = journal_stream_connect(path, req->journal_identifier, 6);
-        int jerr = jout >= 0 ? journal_stream_connect(path, req->journal_identifier, 3) : -1;
+        int jout = journal_stream_connect(path, req->journal_identifier, 6, req->journal_connect_retries);
+        int jerr = jout >= 0 ? journal_stream_connect(path, req->journal_identifier, 3, req->journal_connect_retries) : -1;
         if (jout >= 0) out_src = jout;
         if (jerr >= 0) err_src = jerr;
         journal_fd_for_env = jerr >= 0 ? jerr : jout;

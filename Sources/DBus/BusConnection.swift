@@ -187,7 +187,7 @@ public final class BusConnection {
                     inboxStart += length
                     return try WireMessage(decoding: pending.prefix(length))
                 }
-            } else if let line = takeLine() {
+            } else if let line = try takeLine() {
                 // The answer to AUTH: OK <server guid>; anything else ends the connection.
                 guard line.hasPrefix("OK ") else {
                     throw BusError(BusError.accessDenied, "the bus refused authentication: \(line)")
@@ -199,16 +199,31 @@ public final class BusConnection {
         }
     }
 
-    /// A "\r\n"-terminated line at the start of the inbox (authentication), if whole.
-    private func takeLine() -> String? {
-        var i = inboxStart
+    /// The longest authentication line accepted from the bus (dbus-daemon's own limit for a
+    /// line of the auth protocol is 16 KiB).
+    static let maxAuthLine = 16 << 10
+
+    /// How far past `inboxStart` the inbox has been searched for "\r\n" already: each read
+    /// searches only what it added (a line arriving in many pieces is not scanned again and
+    /// again — that was quadratic).
+    private var authScanned = 0
+
+    /// A "\r\n"-terminated line at the start of the inbox (authentication), if whole; throws
+    /// once more than `maxAuthLine` bytes came without one.
+    private func takeLine() throws -> String? {
+        var i = inboxStart + max(authScanned - 1, 0)
         while i + 1 < inbox.count {
             if inbox[i] == 13, inbox[i + 1] == 10 {
                 let line = String(decoding: inbox[inboxStart..<i], as: UTF8.self)
                 inboxStart = i + 2
+                authScanned = 0
                 return line
             }
             i += 1
+        }
+        authScanned = inbox.count - inboxStart
+        if authScanned > Self.maxAuthLine {
+            throw BusError(BusError.accessDenied, "the bus sent an authentication line over 16 KiB without its end")
         }
         return nil
     }

@@ -5,9 +5,17 @@ public struct BusError: Error, Equatable, Sendable, CustomStringConvertible {
     public var name: String
     public var message: String
 
+    /// `message` is cut to at most 512 bytes (plus its length): it may echo a caller's
+    /// argument, up to 128 MiB of it.
     public init(_ name: String, _ message: String) {
         self.name = name
         self.message = message
+        if message.utf8.count > 512 {
+            var cut = message.utf8.prefix(512)
+            while let last = cut.last, last & 0xC0 == 0x80 { cut = cut.dropLast() } // not inside a character
+            if let last = cut.last, last >= 0xC0 { cut = cut.dropLast() }
+            self.message = String(decoding: cut, as: UTF8.self) + "… (\(message.utf8.count) bytes in all)"
+        }
     }
 
     public var description: String { message.isEmpty ? name : message }

@@ -145,8 +145,15 @@ struct WireEncoder {
 /// the connection's buffer, not a copy), `position` an index into it, and alignment counts
 /// from the message's first byte.
 struct WireDecoder {
+    /// At most this many values in one message (each element of an array, each field, each
+    /// variant counts): a 64 MiB `ay` would otherwise become 64 Mi values of 40+ bytes each.
+    /// ringctl's largest replies (ListServices of 10,000 services) hold ~100,000.
+    static let maxValues = 1 << 19
+
     let bytes: ArraySlice<UInt8>
     var position: Int
+    /// values still allowed in this message
+    private var budget = WireDecoder.maxValues
     /// 'l' (little endian) or 'B' (big endian), from the message's first byte.
     let bigEndian: Bool
 
@@ -200,6 +207,8 @@ struct WireDecoder {
     /// One value of the single complete type `sig[range]`.
     mutating func value(_ sig: [UInt8], _ range: Range<Int>, depth: Int = 0) throws -> BusValue {
         guard depth < Signature.maxDepth else { throw WireFormatError("value nested too deeply") }
+        budget -= 1
+        guard budget >= 0 else { throw Self.tooManyValues }
         guard let code = range.first.map({ sig[$0] }) else { throw WireFormatError("empty type") }
         switch code {
         case UInt8(ascii: "y"):
@@ -232,6 +241,8 @@ struct WireDecoder {
             try align(Signature.alignment(sig[element.lowerBound]))
             let end = position + length
             guard length <= 1 << 26, end <= bytes.endIndex else { throw WireFormatError("array past the message's end") }
+            // Fixed-size elements: their count is known before any is decoded.
+            if let size = Self.fixedSize(sig[element.lowerBound]), length / size > budget { throw Self.tooManyValues }
             var items: [BusValue] = []
             while position < end { items.append(try value(sig, element, depth: depth + 1)) }
             guard position == end else { throw WireFormatError("array elements overrun its length") }
@@ -249,6 +260,19 @@ struct WireDecoder {
             return .structure(fields)
         default:
             throw WireFormatError("unsupported type code \(code)")
+        }
+    }
+
+    static let tooManyValues = WireFormatError("more than \(maxValues) values in one message")
+
+    /// The size of a value of a basic fixed-size type, nil for the others.
+    static func fixedSize(_ code: UInt8) -> Int? {
+        switch code {
+        case UInt8(ascii: "y"): return 1
+        case UInt8(ascii: "n"), UInt8(ascii: "q"): return 2
+        case UInt8(ascii: "b"), UInt8(ascii: "i"), UInt8(ascii: "u"): return 4
+        case UInt8(ascii: "x"), UInt8(ascii: "t"), UInt8(ascii: "d"): return 8
+        default: return nil
         }
     }
 

@@ -25,8 +25,9 @@ public struct SourceLocation: Equatable, Hashable, Sendable, CustomStringConvert
 public struct ConfigDiagnostic: Error, Equatable, Sendable, CustomStringConvertible {
     public var location: SourceLocation
     public var message: String
+    /// `message` is cut to ~512 bytes (`boundedEcho`): it may quote a huge value.
     public init(_ location: SourceLocation, _ message: String) {
-        self.location = location; self.message = message
+        self.location = location; self.message = boundedEcho(message)
     }
     public var description: String { "\(location): \(message)" }
 }
@@ -67,7 +68,11 @@ public struct SocketConfig: Equatable, Hashable, Sendable {
     }
     public var name: String
     public var source: Source
-    public init(name: String, source: Source) { self.name = name; self.source = source }
+    /// `mode` of a `listen = "/path"` socket: its file's permission bits (nil: `defaultMode`)
+    public var mode: UInt32?
+    /// Only the user: a per-user daemon's sockets are private unless `mode` says otherwise.
+    public static let defaultMode: UInt32 = 0o600
+    public init(name: String, source: Source, mode: UInt32? = nil) { self.name = name; self.source = source; self.mode = mode }
 }
 
 public enum RestartPolicy: String, Equatable, Hashable, Sendable, CaseIterable {

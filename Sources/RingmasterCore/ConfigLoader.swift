@@ -1,5 +1,6 @@
-// Reading ringmaster.toml and conf.d/*.toml, merging them, validating the result.
-// No Foundation: files are read with Glibc open/read/opendir/readdir.
+// Parsing ringmaster.toml and conf.d/*.toml from their bytes, merging them, validating the
+// result. Pure: reading the files (open, fstat, readdir, getenv, getpwuid) is the ConfigFiles
+// target's (`ConfigLoader.load(mainFile:)`), which both executables use.
 //
 // Merge rule (docs/config.md): files are applied in order, the main file first, then
 // conf.d/*.toml sorted by name (byte order). For each [services.X] / [sockets.X] table
@@ -8,8 +9,6 @@
 // not merged key by key); a new table is added after the existing ones. Any other
 // top-level key is replaced whole by a later file. Validation runs on the merged result,
 // and every diagnostic names the file that wrote the key or value at fault.
-import Glibc
-
 public enum ConfigLoader {
 
     /// One file, no conf.d.
@@ -33,21 +32,19 @@ public enum ConfigLoader {
         return try validate(merge(documents), files: files)
     }
 
-    /// The main file plus `conf.d/*.toml` beside it, merged, validated. A file that cannot
-    /// be read is a diagnostic at `file:1:1` saying why; a missing conf.d is fine.
-    public static func load(mainFile: String) throws(ConfigErrors) -> Config {
-        var files = [mainFile]
-        var diagnostics: [ConfigDiagnostic] = []
-        switch listTOMLFiles(in: confDirectory(forMainFile: mainFile)) {
-        case let .success(names): files += names
-        case let .failure(problem): diagnostics.append(problem)
-        }
+    /// What the files said, in merge order (the main file first): each file's bytes, or why it
+    /// could not be read; `problems`: other reading problems (conf.d unreadable). Parsed,
+    /// merged, validated; every problem of every file in one `ConfigErrors`.
+    public static func parse(read: [(file: String, contents: Result<[UInt8], ConfigDiagnostic>)],
+                             problems: [ConfigDiagnostic] = []) throws(ConfigErrors) -> Config {
+        let files = read.map(\.file)
+        var diagnostics = problems
         var documents: [TOMLTable] = []
-        for file in files {
-            switch readFile(file) {
+        for source in read {
+            switch source.contents {
             case let .success(bytes):
                 do {
-                    documents.append(try TOML.parse(bytes: bytes, file: file))
+                    documents.append(try TOML.parse(bytes: bytes, file: source.file))
                 } catch {
                     diagnostics.append(error)
                 }
@@ -116,18 +113,6 @@ public enum ConfigLoader {
         }
     }
 
-    /// The same, from this process's environment (HOME from the password database if unset).
-    public static func defaultConfigPath() -> String {
-        var environment: [String: String] = [:]
-        if let x = getenv("XDG_CONFIG_HOME") { environment["XDG_CONFIG_HOME"] = String(cString: x) }
-        if let h = getenv("HOME"), h.pointee != 0 {
-            environment["HOME"] = String(cString: h)
-        } else if let pw = getpwuid(getuid()), let dir = pw.pointee.pw_dir {
-            environment["HOME"] = String(cString: dir)
-        }
-        return defaultConfigPath(environment: environment)
-    }
-
     /// Why `name` is not a valid service or socket name, or nil if it is:
     /// `[A-Za-z0-9_.-]`, 1 to 64 characters, not starting with '.' or '-'.
     public static func nameProblem(_ name: String) -> String? {
@@ -165,47 +150,5 @@ public enum ConfigLoader {
         var p = Substring(path)
         while p.count > 1 && p.hasSuffix("/") { p = p.dropLast() }
         return String(p)
-    }
-
-    private static func errnoText() -> String { String(cString: strerror(errno)) }
-
-    private static func readFile(_ path: String) -> Result<[UInt8], ConfigDiagnostic> {
-        let at = SourceLocation(file: path, line: 1, column: 1)
-        var fd: Int32
-        repeat { fd = open(path, O_RDONLY | O_CLOEXEC) } while fd < 0 && errno == EINTR
-        guard fd >= 0 else { return .failure(ConfigDiagnostic(at, "cannot open the file: \(errnoText())")) }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                return .failure(ConfigDiagnostic(at, "cannot read the file: \(errnoText())"))
-            }
-            if n == 0 { return .success(bytes) }
-            bytes.append(contentsOf: buffer[0..<n])
-        }
-    }
-
-    /// `*.toml` in `directory` (not dot files), sorted by name in byte order; a missing
-    /// directory is empty.
-    private static func listTOMLFiles(in directory: String) -> Result<[String], ConfigDiagnostic> {
-        guard let dir = opendir(directory) else {
-            if errno == ENOENT { return .success([]) }
-            return .failure(ConfigDiagnostic(SourceLocation(file: directory, line: 1, column: 1),
-                                             "cannot read the directory: \(errnoText())"))
-        }
-        defer { closedir(dir) }
-        var names: [[UInt8]] = []
-        while let entry = readdir(dir) {
-            let name: [UInt8] = withUnsafeBytes(of: entry.pointee.d_name) { raw in Array(raw.prefix { $0 != 0 }) }
-            if name.first == UInt8(ascii: ".") || !name.reversed().starts(with: Array(".toml".utf8).reversed()) {
-                continue
-            }
-            names.append(name)
-        }
-        names.sort { $0.lexicographicallyPrecedes($1) }
-        return .success(names.map { directory + "/" + String(decoding: $0, as: UTF8.self) })
     }
 }

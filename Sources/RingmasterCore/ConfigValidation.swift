@@ -16,7 +16,7 @@ struct ConfigValidator {
     }
 
     static let topLevelKeys = ["sockets", "services"]
-    static let socketKeys = ["listen", "systemd"]
+    static let socketKeys = ["listen", "systemd", "mode"]
 
     mutating func error(_ location: SourceLocation, _ message: String) {
         // One problem, one line (`file:line:column: message`): line breaks and other control
@@ -66,6 +66,7 @@ struct ConfigValidator {
         }
         var source: SocketConfig.Source?
         var sourceKey: TOMLEntry?
+        var modeKey: TOMLEntry?
         var valid = true
         for e in table.entries {
             switch e.key {
@@ -88,6 +89,8 @@ struct ConfigValidator {
                 } else {
                     source = .systemd(name: text)
                 }
+            case "mode":
+                modeKey = e
             default:
                 unknownKey(e, in: "in \(context)", known: Self.socketKeys)
             }
@@ -95,8 +98,23 @@ struct ConfigValidator {
         if sourceKey == nil {
             error(entry.keyLocation, "\(context) needs listen = \"…\" or systemd = \"…\"")
         }
-        guard valid, let source else { return nil }
-        return SocketConfig(name: name, source: source)
+        let mode = modeKey.flatMap { socketMode($0, source: source) }
+        guard valid, modeKey == nil || mode != nil, let source else { return nil }
+        return SocketConfig(name: name, source: source, mode: mode)
+    }
+
+    /// `mode = "0660"`: octal permission bits (at most 0777) of a `listen = "/path"` socket.
+    private mutating func socketMode(_ e: TOMLEntry, source: SocketConfig.Source?) -> UInt32? {
+        guard let text = string(e.value, e.key) else { return nil }
+        guard case .listen(.unix) = source else {
+            error(e.keyLocation, "mode applies only to a unix socket at a path (listen = \"/…\")")
+            return nil
+        }
+        guard (3...4).contains(text.utf8.count), text.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x37 }), let bits = UInt32(text, radix: 8), bits <= 0o777 else {
+            error(e.value.location, "mode must be octal permission bits such as \"0600\" or \"0660\" (at most 0777), not \"\(text)\"")
+            return nil
+        }
+        return bits
     }
 
     /// FileDescriptorName= rules: 1-255 printable ASCII characters, no ':'.

@@ -47,6 +47,18 @@ func unescapeMountField(_ field: Substring) -> String {
     return String(decoding: bytes, as: UTF8.self)
 }
 
+/// The cgroup directory of process `pid` (its /proc/PID/cgroup v2 line under the cgroup2
+/// mount), or nil when it is gone or has none.
+func cgroupDirectory(ofPID pid: Int32) -> String? {
+    guard let text = readSmallFile("/proc/\(pid)/cgroup", limit: 8192), let own = ownCgroup2Path(procSelfCgroup: text),
+          let mount = cgroup2MountOfThisProcess else { return nil }
+    return cgroupDirectory(mount: mount, own: own)
+}
+
+/// The cgroup2 mount, read once.
+let cgroup2MountOfThisProcess: (point: String, root: String)? =
+    readSmallFile("/proc/self/mountinfo", limit: 1 << 20).flatMap { cgroup2Mount(mountinfo: $0) }
+
 /// `mount.point` + `own` (relative to the mount's root), or nil if `own` is not below it.
 func cgroupDirectory(mount: (point: String, root: String), own: String) -> String? {
     var relative = own

@@ -252,9 +252,26 @@ public final class InstanceCgroup {
         for _ in 0..<16 {
             let pids = self.pids
             if pids.isEmpty { return true }
-            for pid in pids where pid != getpid() {
-                if Glibc.kill(pid, SIGKILL) == 0 { any = true }
-            }
+            if killMembers(pids) { any = true }
+        }
+        return any
+    }
+
+    /// SIGKILL to each of `pids` (a snapshot of cgroup.procs) that is still in this cgroup;
+    /// true if any was signalled. By the time a pid is signalled its process may have exited
+    /// and the pid gone to another process elsewhere: each pid is pinned with a pidfd first,
+    /// then checked to be in this cgroup (or below), then signalled through the pidfd — so the
+    /// signal reaches the process that was checked, or none. Without pidfds (Linux < 5.3), the
+    /// check and a plain kill(2).
+    func killMembers(_ pids: [Int32]) -> Bool {
+        var any = false
+        for pid in pids where pid != getpid() {
+            let pidfd = ring_pidfd_open(pid)
+            if pidfd < 0 && errno != ENOSYS { continue } // gone already
+            defer { if pidfd >= 0 { close(pidfd) } }
+            guard let theirs = cgroupDirectory(ofPID: pid), theirs == path || theirs.hasPrefix(path + "/") else { continue }
+            let r = pidfd >= 0 ? ring_pidfd_send_signal(pidfd, SIGKILL) : Glibc.kill(pid, SIGKILL)
+            if r == 0 { any = true }
         }
         return any
     }

@@ -2,7 +2,8 @@ import Glibc
 import RingmasterCore
 
 /// What every child starts from: the daemon's environment minus what belongs to the daemon
-/// alone (its NOTIFY_SOCKET, WATCHDOG_*, LISTEN_*, JOURNAL_STREAM), plus per-service settings.
+/// alone (its NOTIFY_SOCKET, WATCHDOG_*, LISTEN_*, JOURNAL_STREAM, SYSTEMD_EXEC_PID, …:
+/// `daemonOnly`), plus per-service settings.
 public struct ChildEnvironment {
     /// "K=V", the daemon's own, filtered
     public var base: [String]
@@ -13,9 +14,20 @@ public struct ChildEnvironment {
     /// the soft RLIMIT_NOFILE children get back, when the daemon raised its own
     public var nofileSoftLimit: UInt64?
 
+    /// What systemd sets for the daemon's own unit and process (systemd.exec(5) "Environment
+    /// Variables Set or Propagated by the Service Manager", up to v256): each names the daemon,
+    /// its unit or its invocation, and would mislead a child (SYSTEMD_EXEC_PID is the daemon's
+    /// pid; FDSTORE, MEMORY_PRESSURE_* its fd store and pressure file; CREDENTIALS_DIRECTORY
+    /// its secrets). `*_DIRECTORY` of the unit (RUNTIME_, STATE_, …) are kept: the children
+    /// are part of the unit.
     static let daemonOnly: Set<String> = [
         "NOTIFY_SOCKET", "WATCHDOG_PID", "WATCHDOG_USEC", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES",
-        "JOURNAL_STREAM", "INVOCATION_ID", "MANAGERPID", WorkingSetTrim.delayVariable,
+        "JOURNAL_STREAM", "INVOCATION_ID", "MANAGERPID", "SYSTEMD_EXEC_PID", "MAINPID", "PIDFILE",
+        "FDSTORE", "MEMORY_PRESSURE_WATCH", "MEMORY_PRESSURE_WRITE", "CREDENTIALS_DIRECTORY",
+        "TRIGGER_UNIT", "TRIGGER_PATH", "TRIGGER_TIMER_REALTIME_USEC", "TRIGGER_TIMER_MONOTONIC_USEC",
+        "MONITOR_SERVICE_RESULT", "MONITOR_EXIT_CODE", "MONITOR_EXIT_STATUS", "MONITOR_INVOCATION_ID",
+        "MONITOR_UNIT", "SERVICE_RESULT", "EXIT_CODE", "EXIT_STATUS", "REMOTE_ADDR", "REMOTE_PORT",
+        WorkingSetTrim.delayVariable,
     ]
 
     public init(configDirectory: String) throws {

@@ -1,3 +1,4 @@
+import ConfigFiles
 import Glibc
 import RingmasterCore
 import Systemd

@@ -42,6 +42,42 @@ public final class EventLog {
 
     public init(target: LogTarget) { self.target = target }
 
+    // MARK: journald without blocking
+
+    /// The journal target's writer: never blocks the loop (a stopped journald stalled the
+    /// daemon in sd_journal_sendv); what waits goes out once journald reads again.
+    private lazy var journal: JournalWriter = {
+        let writer = JournalWriter()
+        writer.onBacklog = { [weak self] in self?.watchJournal() }
+        return writer
+    }()
+    private var loop: EventLoop?
+    private var journalWatch: EventSource?
+
+    /// Flushes entries that waited for journald when its socket is writable again (without a
+    /// loop, at the next entry).
+    public func attach(to loop: EventLoop) { self.loop = loop }
+
+    /// At exit: gives journald up to `timeout` s to take what still waits.
+    public func finish(timeout: Double) {
+        guard target == .journal, journal.isBacklogged else { return }
+        var pfd = pollfd(fd: journal.fd, events: Int16(POLLOUT), revents: 0)
+        var left = Int32(timeout * 1000)
+        while !journal.flush(), left > 0 {
+            _ = poll(&pfd, 1, 50)
+            left -= 50
+        }
+    }
+
+    private func watchJournal() {
+        guard journalWatch == nil, let loop else { return }
+        journalWatch = try? loop.onReadable(fd: journal.fd, events: UInt32(POLLOUT)) { [weak self] _ in  // POLLOUT == EPOLLOUT
+            guard let self, self.journal.flush() else { return }
+            self.journalWatch?.cancel()
+            self.journalWatch = nil
+        }
+    }
+
     // MARK: holding
 
     /// Entries written during a hold, and the work handed to `afterHold` (STATUS=, D-Bus
@@ -102,7 +138,7 @@ public final class EventLog {
                 fields.append(("RINGMASTER_EXIT_CODE", x.code))
                 fields.append(("RINGMASTER_EXIT_STATUS", String(x.status)))
             }
-            Journal.send(fields)
+            journal.send(fields)
         case .console:
             ConsoleSink.shared.write(Array(("ringmasterd: " + e.message + "\n").utf8), own: true)
         }

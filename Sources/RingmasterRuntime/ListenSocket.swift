@@ -22,8 +22,14 @@ public struct SocketError: Error, Equatable, Sendable, CustomStringConvertible {
 /// for `address` and returns its fd. TCP gets SO_REUSEADDR so a restarted daemon can bind
 /// while old connections linger in TIME_WAIT; IPv6 is IPV6_V6ONLY so "[::]:80" and
 /// "0.0.0.0:80" can coexist. A unix socket file left behind by a dead process (connect
-/// refused) is removed first; a live one is left alone and bind fails with EADDRINUSE.
-public func bindListenSocket(_ address: ListenAddress, backlog: Int32 = SOMAXCONN) throws(SocketError) -> Int32 {
+/// refused) is removed first; a live one (connect accepted, or EAGAIN: its backlog is full)
+/// is left alone and bind fails with EADDRINUSE. Nothing here blocks.
+///
+/// A unix socket at a path gets `mode` (default `SocketConfig.defaultMode`, 0600) before it
+/// listens — no connection is accepted while it still has the umask's — and its file is
+/// registered with `UnixSocketFiles`, which removes it when the socket is closed for good.
+public func bindListenSocket(_ address: ListenAddress, mode: UInt32? = nil,
+                             backlog: Int32 = SOMAXCONN) throws(SocketError) -> Int32 {
     let name = address.description
     func fail(_ operation: String, _ fd: Int32, _ code: Int32 = Glibc.errno) -> SocketError {
         if fd >= 0 { close(fd) }
@@ -51,7 +57,15 @@ public func bindListenSocket(_ address: ListenAddress, backlog: Int32 = SOMAXCON
     case let .unix(path):
         guard let (sa, length) = unixAddress(Array(path.utf8)) else { throw fail("bind", -1, ENAMETOOLONG) }
         removeStaleSocket(path, sa, length)
-        return try bindAndListen(AF_UNIX, sa, length, backlog, options: [], fail)
+        let fd = try bindAndListen(AF_UNIX, sa, length, backlog, options: [], fail) { () throws(SocketError) in
+            guard chmod(path, mode_t(mode ?? SocketConfig.defaultMode)) == 0 else {
+                let e = Glibc.errno
+                unlink(path)
+                throw SocketError("chmod", address: name, errno: e)
+            }
+        }
+        UnixSocketFiles.adopt(path)
+        return fd
 
     case let .abstract(abstractName):
         // Abstract names start with a NUL byte and have no file to clean up.
@@ -81,7 +95,8 @@ func unixAddress(_ pathBytes: [UInt8]) -> (sockaddr_un, socklen_t)? {
 /// on failure (by `fail`).
 private func bindAndListen<Address>(_ family: Int32, _ address: Address, _ length: socklen_t, _ backlog: Int32,
                                     options: [(level: Int32, option: Int32, name: String)],
-                                    _ fail: (String, Int32, Int32) -> SocketError) throws(SocketError) -> Int32 {
+                                    _ fail: (String, Int32, Int32) -> SocketError,
+                                    afterBind: () throws(SocketError) -> Void = {}) throws(SocketError) -> Int32 {
     var sa = address
     let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
     guard fd >= 0 else { throw fail("socket", -1, Glibc.errno) }
@@ -92,15 +107,22 @@ private func bindAndListen<Address>(_ family: Int32, _ address: Address, _ lengt
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
     }
     guard r == 0 else { throw fail("bind", fd, Glibc.errno) }
+    do { try afterBind() } catch {
+        close(fd)
+        throw error
+    }
     guard listen(fd, backlog) == 0 else { throw fail("listen", fd, Glibc.errno) }
     return fd
 }
 
-/// Unlinks `path` if it is a socket nobody listens on any more (connect refused).
+/// Unlinks `path` if it is a socket nobody listens on any more (connect refused). The probe
+/// is a non-blocking connect: a listener whose backlog is full (anyone can make one in a
+/// shared directory) answers EAGAIN at once — live, left alone — where a blocking connect
+/// would wait for it without end, on the daemon's loop.
 private func removeStaleSocket(_ path: String, _ address: sockaddr_un, _ length: socklen_t) {
     var st = stat()
     guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFSOCK else { return }
-    let probe = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    let probe = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
     guard probe >= 0 else { return }
     defer { close(probe) }
     var sa = address
@@ -115,4 +137,41 @@ private func removeStaleSocket(_ path: String, _ address: sockaddr_un, _ length:
 private func setFlag(_ fd: Int32, _ level: Int32, _ option: Int32) -> Bool {
     var one: Int32 = 1
     return setsockopt(fd, level, option, &one, socklen_t(MemoryLayout<Int32>.size)) == 0
+}
+
+/// The files of the unix listen sockets this daemon holds (bound here, or taken back from
+/// systemd's fd store): each is removed when its socket is closed for good — removed from
+/// the config by a reload (`release`), or at exit (`removeAll`, run by atexit). A daemon
+/// killed with SIGKILL leaves them; the next one replaces a stale file when it binds.
+public enum UnixSocketFiles {
+    private static var paths: Set<String> = []
+    private static var registered = false
+
+    /// Remembers `path` as ours (once per path).
+    public static func adopt(_ path: String) {
+        paths.insert(path)
+        if !registered {
+            registered = true
+            atexit { UnixSocketFiles.removeAll() }
+        }
+    }
+
+    /// Removes `path` (if it is still a socket) and forgets it.
+    public static func release(_ path: String) {
+        guard paths.remove(path) != nil else { return }
+        removeIfSocket(path)
+    }
+
+    public static func removeAll() {
+        for path in paths { removeIfSocket(path) }
+        paths = []
+    }
+
+    /// The paths held now (for tests).
+    public static var held: Set<String> { paths }
+
+    private static func removeIfSocket(_ path: String) {
+        var st = stat()
+        if lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFSOCK { unlink(path) }
+    }
 }

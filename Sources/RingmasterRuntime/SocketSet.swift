@@ -131,8 +131,21 @@ public struct SocketSet: Sendable {
             if !inPlace(name) { store(socket.fd, as: name, report: report) }
         }
         for p in passed where !used.contains(p.fd) { close(p.fd) }
+        applyModes(config, set.sockets)
         return set
     }
+
+    /// Every unix path socket of ours (bound, or back from the fd store) gets its configured
+    /// mode — a reload may have changed only that — and is registered for removal.
+    private static func applyModes(_ config: [SocketConfig], _ sockets: [String: Socket]) {
+        for socket in config {
+            guard case let .listen(.unix(path)) = socket.source, let s = sockets[socket.name],
+                  !isActivation(s.origin) else { continue }
+            UnixSocketFiles.adopt(path)
+            chmod(path, mode_t(socket.mode ?? SocketConfig.defaultMode))
+        }
+    }
+
 
     // MARK: - reload
 
@@ -166,7 +179,7 @@ public struct SocketSet: Sendable {
             if let (oldName, s) = donor {
                 kept.insert(oldName)
                 next[socket.name] = s
-                if !isActivation(s.origin) { storeOps.append((remove: oldName, store: socket.name)) }
+                if !Self.isActivation(s.origin) { storeOps.append((remove: oldName, store: socket.name)) }
                 batch.notes.append("socket \(socket.name): keeps the socket of \(oldName)")
                 continue
             }
@@ -186,12 +199,14 @@ public struct SocketSet: Sendable {
         var changed = Set<String>()
         for (name, s) in next where sockets[name]?.fd != s.fd { changed.insert(name) }
         for (name, old) in sockets where !kept.contains(name) {
-            if !isActivation(old.origin) && !storeOps.contains(where: { $0.remove == name }) {
+            if !Self.isActivation(old.origin) && !storeOps.contains(where: { $0.remove == name }) {
                 storeOps.append((remove: name, store: nil))
             }
             close(old.fd)
+            if case let .listen(.unix(path)) = old.source, !Self.isActivation(old.origin) { UnixSocketFiles.release(path) }
             report("socket \(name): closed")
         }
+        Self.applyModes(config, next)
         // Removals first: FDSTOREREMOVE goes by name.
         for op in storeOps { if let name = op.remove { Self.removeFromStore(name) } }
         for op in storeOps {
@@ -201,15 +216,19 @@ public struct SocketSet: Sendable {
         return changed
     }
 
-    /// Closes every socket (the daemon's copies; systemd's fd store keeps its own).
+    /// Closes every socket (the daemon's copies; systemd's fd store keeps its own) and removes
+    /// the files of the unix ones it bound.
     public mutating func closeAll() {
-        for s in sockets.values { close(s.fd) }
+        for s in sockets.values {
+            close(s.fd)
+            if case let .listen(.unix(path)) = s.source, !Self.isActivation(s.origin) { UnixSocketFiles.release(path) }
+        }
         sockets = [:]
     }
 
     // MARK: - helpers
 
-    private func isActivation(_ origin: Origin) -> Bool {
+    private static func isActivation(_ origin: Origin) -> Bool {
         if case .activation = origin { return true }
         return false
     }
@@ -234,7 +253,7 @@ private struct BindBatch {
 
     mutating func bind(_ socket: SocketConfig, _ address: ListenAddress) -> SocketSet.Socket? {
         do {
-            let fd = try bindListenSocket(address)
+            let fd = try bindListenSocket(address, mode: socket.mode)
             bound.append(fd)
             notes.append("socket \(socket.name): bound \(address)")
             return SocketSet.Socket(fd: fd, source: socket.source, origin: .bound)

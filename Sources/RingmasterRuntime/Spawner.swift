@@ -25,6 +25,10 @@ public struct SpawnRequest: Equatable, Sendable {
     public var journalIdentifier: String?
     /// journald's stream socket; nil means /run/systemd/journal/stdout (tests change it).
     public var journalSocketPath: String?
+    /// Retries (20 ms apart) of a journal connect that finds journald's backlog full. 0: the
+    /// daemon waits for the child before exec, so a stuck journald must cost nothing (tests
+    /// use retries to hold a child before exec).
+    public var journalConnectRetries: Int32 = 0
     /// A cgroup v2 directory fd (`InstanceCgroup.fd`) the child is started in, so that it and
     /// everything it forks can be killed as one (`cgroup.kill`); nil keeps the daemon's cgroup.
     /// The fd stays the caller's.
@@ -155,6 +159,7 @@ public struct PosixSpawner: Spawner {
                     c.n_extra_fds = Int32(fdBuffer.count)
                     c.journal_identifier = request.journalIdentifier.map { UnsafePointer(cString($0)) }
                     c.journal_socket = request.journalSocketPath.map { UnsafePointer(cString($0)) }
+                    c.journal_connect_retries = request.journalConnectRetries
                     c.cgroup_fd = request.cgroupFD ?? -1
                     c.nofile_soft = UInt(request.nofileSoftLimit ?? 0)
                     return ring_spawn(&c, &pid, &pidfd, &errorNumber, &stage)

@@ -125,8 +125,7 @@ extension Supervisor {
     }
 
     private func notifyReadable(_ notify: NotifySocket, slot: ServiceSlot, index: Int) {
-        let me = geteuid()
-        for message in notify.receive() where message.uid == me || message.uid == 0 {
+        for message in notify.receive() where slot.processes[index]?.acceptsNotify(pid: message.pid, uid: message.uid) == true {
             for line in message.message.split(separator: "\n") {
                 if line == "READY=1" {
                     handle(.readyNotified, instance: index, of: slot)

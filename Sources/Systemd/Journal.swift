@@ -34,6 +34,26 @@ public enum Journal {
         }
     }
 
+    /// The native protocol's datagram for `fields` ("NAME=value\n", or for a value with a
+    /// newline "NAME\n" + its length as 64-bit little endian + value + "\n"), as
+    /// sd_journal_sendv writes it; nil for an invalid field name.
+    public static func datagram(_ fields: [(String, String)]) -> [UInt8]? {
+        guard !fields.isEmpty, fields.allSatisfy({ isValidFieldName($0.0) }) else { return nil }
+        var out: [UInt8] = []
+        for (name, value) in fields {
+            out += name.utf8
+            if value.utf8.contains(10) {
+                out.append(10)
+                withUnsafeBytes(of: UInt64(value.utf8.count).littleEndian) { out += $0 }
+            } else {
+                out.append(UInt8(ascii: "="))
+            }
+            out += value.utf8
+            out.append(10)
+        }
+        return out
+    }
+
     /// journald's rule (journal_field_valid): 1-64 of A-Z, 0-9, "_", not starting with a
     /// digit or "_" (those are trusted fields only journald itself may set). journald
     /// would silently drop a field that breaks it; we refuse the entry instead.
@@ -63,5 +83,121 @@ public enum Journal {
     public static var isReachable: Bool {
         var st = stat()
         return stat(streamSocketPath, &st) == 0 && (st.st_mode & S_IFMT) == S_IFSOCK
+    }
+}
+
+/// The daemon's own entries to journald without ever blocking: sd_journal_sendv waits
+/// (unix_wait_for_peer) when journald's socket queue is full — a journald that is stopped
+/// or slow stalled the whole daemon. Each entry is one datagram sent with MSG_DONTWAIT; one
+/// that does not go out waits in a bounded queue, in order, until `flush()` (the owner calls
+/// it when `fd` is writable; `onBacklog` says when to start watching). Past `maxQueuedBytes`
+/// entries are dropped and counted; once the queue drains, one entry says how many.
+public final class JournalWriter {
+    public static let socketPath = "/run/systemd/journal/socket"
+    /// What may wait for journald (~20,000 typical entries).
+    public static let maxQueuedBytes = 4 << 20
+
+    public let fd: Int32
+    private let path: String
+    private var queue: [[UInt8]] = []
+    private var queueStart = 0
+    private var queuedBytes = 0
+    /// entries dropped since the last report
+    public private(set) var dropped = 0
+    /// Called once each time entries start waiting.
+    public var onBacklog: (() -> Void)?
+
+    public var isBacklogged: Bool { queueStart < queue.count }
+
+    public init(socketPath: String = JournalWriter.socketPath) {
+        path = socketPath
+        fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        // As libsystemd: a large send buffer, so an entry of up to a few MiB fits in one datagram.
+        var size: Int32 = 8 << 20
+        if fd >= 0, setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, socklen_t(MemoryLayout<Int32>.size)) != 0 {
+            _ = setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
+    }
+
+    deinit { if fd >= 0 { close(fd) } }
+
+    /// Sends (or queues) one entry; false for an invalid field name or an entry too large
+    /// for a datagram. A journald that is not there at all drops entries silently, as
+    /// libsystemd does.
+    @discardableResult
+    public func send(_ fields: [(String, String)]) -> Bool {
+        guard let datagram = Journal.datagram(fields) else { return false }
+        if isBacklogged { _ = flush() }
+        if !isBacklogged {
+            switch transmit(datagram) {
+            case .sent, .noJournald: return true
+            case .tooLarge: return false
+            case .wouldBlock: break
+            }
+        }
+        enqueue(datagram)
+        return true
+    }
+
+    /// Sends what waits, in order, until the socket is full again; true once nothing waits.
+    @discardableResult
+    public func flush() -> Bool {
+        while queueStart < queue.count {
+            switch transmit(queue[queueStart]) {
+            case .wouldBlock: return false
+            case .sent, .noJournald, .tooLarge:
+                queuedBytes -= queue[queueStart].count
+                queue[queueStart] = []
+                queueStart += 1
+            }
+        }
+        queue = []
+        queueStart = 0
+        if dropped > 0, let report = Journal.datagram([
+            ("MESSAGE", "ringmasterd: \(dropped) log entries dropped while journald did not take them"),
+            ("PRIORITY", "4"), ("SYSLOG_IDENTIFIER", "ringmasterd"), ("RINGMASTER_EVENT", "log-dropped"),
+        ]) {
+            if transmit(report) == .wouldBlock { enqueue(report); return false }
+            dropped = 0
+        }
+        return true
+    }
+
+    private func enqueue(_ datagram: [UInt8]) {
+        guard queuedBytes + datagram.count <= Self.maxQueuedBytes else {
+            dropped += 1
+            return
+        }
+        let first = !isBacklogged
+        queue.append(datagram)
+        queuedBytes += datagram.count
+        if first { onBacklog?() }
+    }
+
+    private enum Outcome { case sent, wouldBlock, noJournald, tooLarge }
+
+    private func transmit(_ datagram: [UInt8]) -> Outcome {
+        guard fd >= 0 else { return .noJournald }
+        var sa = sockaddr_un()
+        sa.sun_family = sa_family_t(AF_UNIX)
+        let pathBytes = Array(path.utf8)
+        withUnsafeMutableBytes(of: &sa.sun_path) { $0.copyBytes(from: pathBytes.prefix($0.count - 1)) }
+        let length = socklen_t(MemoryLayout<sockaddr_un>.offset(of: \.sun_path)! + min(pathBytes.count, 107) + 1)
+        while true {
+            let n = datagram.withUnsafeBytes { buffer in
+                withUnsafePointer(to: &sa) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        sendto(fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL), $0, length)
+                    }
+                }
+            }
+            if n >= 0 { return .sent }
+            switch errno {
+            case EINTR: continue
+            case EAGAIN, ENOBUFS: return .wouldBlock
+            case EMSGSIZE: return .tooLarge
+            default: return .noJournald // ENOENT, ECONNREFUSED: no journald (libsystemd: silently)
+            }
+        }
     }
 }

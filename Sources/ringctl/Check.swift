@@ -1,4 +1,5 @@
 // `ringctl check [FILE]`: the daemon's own parsing and validation, offline.
+import ConfigFiles
 import Glibc
 import RingmasterCore
 

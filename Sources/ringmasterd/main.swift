@@ -1,4 +1,5 @@
 // ringmasterd: runs the stack described in ringmaster.toml, in the foreground, on one sd-event loop.
+import ConfigFiles
 import CRingShims
 import Glibc
 import RingmasterCore
@@ -110,6 +111,8 @@ let loop: EventLoop
 do { loop = try EventLoop() } catch { fail("\(error)") }
 // Console mode: from here on a stderr that nobody reads can hold back output, not the loop.
 if target == .console { ConsoleSink.shared.attach(to: loop) }
+// Journal mode: entries journald cannot take now wait, and go out when it can.
+log.attach(to: loop)
 
 // Socket units' fds and the fd store's, read once (and removed from the environment).
 let passed = SystemdNotify.listenFDs()
@@ -165,6 +168,7 @@ do {
     let code = try loop.run()
     log.info("stopped", "ringmasterd stopped")
     ConsoleSink.shared.finish(timeout: 2)
+    log.finish(timeout: 2)
     exit(code)
 } catch {
     fail("event loop: \(error)")

@@ -1,3 +1,4 @@
+import ConfigFiles
 import Foundation
 import XCTest
 @testable import RingmasterCore
@@ -112,7 +113,24 @@ final class ConfigLoaderTests: XCTestCase {
         try FileManager.default.createDirectory(atPath: main, withIntermediateDirectories: false)
         XCTAssertThrowsError(try ConfigLoader.load(mainFile: main)) { error in
             XCTAssertEqual((error as? ConfigErrors)?.description,
-                           "\(self.main):1:1: cannot read the file: Is a directory")
+                           "\(self.main):1:1: not a regular file (a directory)")
+        }
+        try FileManager.default.removeItem(atPath: main)
+        // A FIFO does not wait for a writer; /dev/zero does not fill memory; a huge file is refused.
+        XCTAssertEqual(mkfifo(main, 0o600), 0)
+        XCTAssertThrowsError(try ConfigLoader.load(mainFile: main)) { error in
+            XCTAssertEqual((error as? ConfigErrors)?.description, "\(self.main):1:1: not a regular file (a FIFO)")
+        }
+        try FileManager.default.removeItem(atPath: main)
+        XCTAssertEqual(symlink("/dev/zero", main), 0)
+        XCTAssertThrowsError(try ConfigLoader.load(mainFile: main)) { error in
+            XCTAssertEqual((error as? ConfigErrors)?.description, "\(self.main):1:1: not a regular file (a character device)")
+        }
+        try FileManager.default.removeItem(atPath: main)
+        XCTAssertTrue(FileManager.default.createFile(atPath: main, contents: nil))
+        XCTAssertEqual(truncate(main, off_t(ConfigFiles.maxFileSize + 1)), 0)
+        XCTAssertThrowsError(try ConfigLoader.load(mainFile: main)) { error in
+            XCTAssertEqual((error as? ConfigErrors)?.description, "\(self.main):1:1: larger than 16 MiB: not a configuration file")
         }
         try FileManager.default.removeItem(atPath: main)
         try write("ringmaster.toml", "")

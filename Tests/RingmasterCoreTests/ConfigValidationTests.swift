@@ -109,6 +109,21 @@ final class ConfigValidationTests: XCTestCase {
         XCTAssertEqual(c.services[1].command, ["/bin/sh", "-c", "echo hi | wc"])
     }
 
+    /// `mode` of a path socket: octal, at most 0777, only with listen = "/path".
+    func testSocketMode() throws {
+        XCTAssertEqual(config("[sockets.x]\nlisten = \"/run/a.sock\"\nmode = \"0660\"")?.sockets.first?.mode, 0o660)
+        XCTAssertEqual(config("[sockets.x]\nlisten = \"/run/a.sock\"\nmode = \"666\"")?.sockets.first?.mode, 0o666)
+        XCTAssertNil(try XCTUnwrap(config("[sockets.x]\nlisten = \"/run/a.sock\"")).sockets.first?.mode)
+        XCTAssertEqual(SocketConfig.defaultMode, 0o600)
+        XCTAssertEqual(errors("[sockets.x]\nlisten = \"127.0.0.1:80\"\nmode = \"0600\""),
+                       ["c.toml:3:1: mode applies only to a unix socket at a path (listen = \"/…\")"])
+        XCTAssertEqual(errors("[sockets.x]\nlisten = \"@app\"\nmode = \"0600\"").count, 1)
+        for bad in ["0800", "1777", "+777", "rw", "07777", "60"] {
+            XCTAssertEqual(errors("[sockets.x]\nlisten = \"/a.sock\"\nmode = \"\(bad)\"").first,
+                           "c.toml:3:8: mode must be octal permission bits such as \"0600\" or \"0660\" (at most 0777), not \"\(bad)\"", bad)
+        }
+    }
+
     func testListenForms() throws {
         let cases: [(String, ListenAddress)] = [
             ("127.0.0.1:8080", .tcp4(host: "127.0.0.1", port: 8080)),

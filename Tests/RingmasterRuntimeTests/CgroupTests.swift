@@ -178,6 +178,25 @@ final class CgroupTests: XCTestCase {
         }
     }
 
+    /// The kill-pid-by-pid fallback (kernels before 5.14, no cgroup.kill) signals what a
+    /// snapshot of cgroup.procs listed; by then a listed pid may have died and been reused by
+    /// a process elsewhere. Given such a stale list (an unrelated process's pid in it), only
+    /// the cgroup's own process dies: each pid is pinned with a pidfd, checked, then signalled.
+    func testPidByPidKillSparesAProcessThatTookAListedPid() throws {
+        let root = try makeTestCgroup()
+        let cgroup = try CgroupTree(path: root).instance(service: "web", index: 0)
+        let member = try spawnSleeper(into: cgroup)
+        defer { kill(member.pid, SIGKILL); reap(member) }
+        let outsider = try PosixSpawner().spawn(sh("exec sleep 1000"))
+        defer { kill(outsider.pid, SIGKILL); reap(outsider) }
+        XCTAssertEqual(cgroup.pids, [member.pid])
+        XCTAssertTrue(cgroup.killMembers([outsider.pid, member.pid]))
+        XCTAssertTrue(waitUntil { !cgroup.isPopulated }, "the member survived: \(cgroup.pids)")
+        var status: Int32 = 0
+        XCTAssertEqual(waitpid(outsider.pid, &status, WNOHANG), 0, "the process outside the cgroup was signalled")
+        XCTAssertEqual(kill(outsider.pid, 0), 0)
+    }
+
     func testRemoveWhenEmptyWaitsForTheLastProcess() throws {
         let root = try makeTestCgroup()
         let tree = CgroupTree(path: root)

@@ -1,5 +1,5 @@
 import Glibc
-import RingmasterRuntime
+@testable import RingmasterRuntime
 import Systemd
 import XCTest
 
@@ -16,11 +16,52 @@ final class NotifySocketTests: XCTestCase {
         return all
     }
 
-    func testAddressIsUniqueAndAbstract() throws {
-        let a = try NotifySocket(), b = try NotifySocket()
-        XCTAssertTrue(a.address.hasPrefix("@ringmaster/\(getpid())/"), a.address)
-        XCTAssertNotEqual(a.address, b.address)
-        XCTAssertTrue(a.receive().isEmpty, "nothing pending, and no blocking")
+    func testAddressIsAUniquePathInAPrivateDirectoryAndGoesWithTheSocket() throws {
+        var a: NotifySocket? = try NotifySocket()
+        let b = try NotifySocket()
+        let address = a!.address
+        XCTAssertTrue(address.hasPrefix("/"), address)
+        XCTAssertTrue(address.hasSuffix("/notify.\(getpid()).\(address.split(separator: ".").last ?? "")"), address)
+        XCTAssertNotEqual(address, b.address)
+        XCTAssertTrue(a!.receive().isEmpty, "nothing pending, and no blocking")
+        var st = stat()
+        let directory = String(address[..<address.lastIndex(of: "/")!])
+        XCTAssertEqual(lstat(directory, &st), 0)
+        XCTAssertEqual(st.st_mode & 0o7777, 0o700)
+        XCTAssertEqual(st.st_uid, geteuid())
+        XCTAssertEqual(access(address, F_OK), 0)
+        a = nil
+        XCTAssertNotEqual(access(address, F_OK), 0, "the file outlived its socket")
+    }
+
+    /// XDG_RUNTIME_DIR when usable; else /run/user/UID only when it is ours and private.
+    func testDirectoryCandidates() {
+        XCTAssertEqual(NotifyDirectory.candidates(runtimeDirectory: "/run/user/4242/", uid: 4242).first, "/run/user/4242")
+        XCTAssertFalse(NotifyDirectory.candidates(runtimeDirectory: "relative", uid: 4242).contains("relative"))
+        XCTAssertFalse(NotifyDirectory.candidates(runtimeDirectory: "/" + String(repeating: "d", count: 80), uid: 4242)
+            .contains { $0.count > 60 }, "too long for a socket path below it")
+        XCTAssertEqual(NotifyDirectory.candidates(runtimeDirectory: nil, uid: 4242), [], "no /run/user/4242 of ours here")
+    }
+
+    /// An existing directory of the name: ours and made private again; someone else's (here a
+    /// symlink): refused.
+    func testAnExistingDirectoryIsMadePrivateAndASymlinkIsRefused() throws {
+        var template = Array("/tmp/ringmaster-notify-XXXXXX".utf8CString)
+        let base = String(cString: template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!)! })
+        defer { unlink(base + "/link"); rmdir(base + "/open"); rmdir(base) }
+        XCTAssertEqual(mkdir(base + "/open", 0o777), 0)
+        chmod(base + "/open", 0o777)
+        XCTAssertEqual(try NotifyDirectory.privateDirectory(base + "/open"), base + "/open")
+        var st = stat()
+        XCTAssertEqual(lstat(base + "/open", &st), 0)
+        XCTAssertEqual(st.st_mode & 0o7777, 0o700)
+        XCTAssertEqual(symlink("/tmp", base + "/link"), 0)
+        XCTAssertThrowsError(try NotifyDirectory.privateDirectory(base + "/link"))
+        // A socket there: the path, and only one.
+        do {
+            let socket = try NotifySocket(directory: base + "/open")
+            XCTAssertEqual(socket.address, base + "/open/notify.\(getpid()).\(socket.address.split(separator: ".").last!)")
+        }
     }
 
     func testDatagramFromThisProcessCarriesOurCredentials() throws {
@@ -31,7 +72,6 @@ final class NotifySocketTests: XCTestCase {
         XCTAssertEqual(messages.map(\.message), ["READY=1\nSTATUS=warming up", "STOPPING=1"])
         XCTAssertEqual(messages.map(\.pid), [getpid(), getpid()])
         XCTAssertEqual(messages.map(\.uid), [geteuid(), geteuid()])
-        XCTAssertTrue(NotifySocket.isAuthorized(uid: messages[0].uid))
     }
 
     func testOversizedDatagramIsTruncated() throws {
@@ -78,7 +118,7 @@ final class NotifySocketTests: XCTestCase {
         defer { close(fd) }
         var sa = sockaddr_un()
         sa.sun_family = sa_family_t(AF_UNIX)
-        let name = [UInt8(0)] + Array(address.dropFirst().utf8)
+        let name = Array(address.utf8)
         withUnsafeMutableBytes(of: &sa.sun_path) { $0.copyBytes(from: name) }
         let length = socklen_t(MemoryLayout<sockaddr_un>.offset(of: \.sun_path)! + name.count)
         let sent = withUnsafePointer(to: &sa) { sa in

@@ -178,7 +178,8 @@ final class SpawnPathTests: XCTestCase {
     /// The child blocks every signal until it has reset every disposition: a signal that
     /// reaches it before exec must kill it by default — never run the parent's handler, which
     /// with CLONE_VM would run on the parent's memory. The child is held before exec by a
-    /// stand-in journald whose backlog is full (~100 ms of connect retries).
+    /// stand-in journald whose backlog is full (up to 2 s of connect retries, which the
+    /// daemon never asks for).
     func testASignalBeforeExecNeverRunsTheParentsHandler() throws {
         let previousHandler = installUSR1Handler()
         defer { _ = sigaction(SIGUSR1, previousHandler, nil) }
@@ -203,6 +204,7 @@ final class SpawnPathTests: XCTestCase {
                 var request = SpawnRequest(argv: ["/bin/sleep", "10"])
                 request.journalIdentifier = "web"
                 request.journalSocketPath = socketPath
+                request.journalConnectRetries = 100
                 let child = try path.run { try PosixSpawner().spawn(request) }
                 var status: Int32 = 0
                 waitpid(child.pid, &status, 0)

@@ -55,6 +55,10 @@ struct ring_spawn_request {
     const char *journal_identifier;
     /* The stream socket; NULL => "/run/systemd/journal/stdout" (tests point it elsewhere). */
     const char *journal_socket;
+    /* Times a connect that finds journald's backlog full is retried, 20 ms apart. 0 for the
+     * daemon: under CLONE_VFORK it waits for the child, so a stuck journald must cost it
+     * nothing (tests use retries to hold a child before exec). */
+    int journal_connect_retries;
     /* A cgroup v2 directory (an O_DIRECTORY or O_PATH fd) the child starts in, or -1 to stay
      * in the daemon's cgroup. Set it explicitly: a zeroed request means fd 0. The child is
      * born there (clone3 CLONE_INTO_CGROUP, kernel >= 5.7); where clone3 refuses that (older

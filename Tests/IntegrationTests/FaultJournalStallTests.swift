@@ -1,0 +1,132 @@
+// A stalled journald (issue 13, item 8; docs/reliability.md): part of FaultSlowTests (so
+// `make faults` runs it and `make check` skips it, ~45 s).
+import Foundation
+import Glibc
+import XCTest
+
+extension FaultSlowTests {
+    /// The session's own journald: the systemd-journald process in this mount namespace.
+    private func sessionJournald() throws -> Int32 {
+        let ours = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/mnt")
+        for p in Processes.all() {
+            guard let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(p.pid)/exe"),
+                  exe.hasSuffix("/systemd-journald"),
+                  (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(p.pid)/ns/mnt")) == ours else { continue }
+            return p.pid
+        }
+        throw HarnessError("no systemd-journald in this session")
+    }
+
+    private func restarts(_ service: String) throws -> Int {
+        let r = try runCommand(["busctl", "--user", "get-property", API.name, API.path(service), API.service, "Restarts"])
+        guard r.status == 0, let n = r.stdout.split(separator: " ").last.flatMap({ Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }) else {
+            throw HarnessError("Restarts of \(service): \(r.stderr)")
+        }
+        return n
+    }
+
+    /// journald SIGSTOPped for 30 s while one service crash-loops and another's instances are
+    /// SIGKILLed every 5 s: the daemon keeps answering D-Bus (Properties.Get every 50 ms on
+    /// one connection, each < 100 ms), keeps restarting both, and once journald resumes every
+    /// start is in the journal (its `spawned` event) and every line a child wrote is somewhere
+    /// — the journal, or the daemon's stderr where a child falls back when it cannot connect.
+    func testStalledJournaldStallsNeitherTheDaemonNorItsRestartsAndLosesNothing() throws {
+        let crash = service("crash"), victim = service("victim")
+        let daemon = try startDaemon("""
+            [services.\(crash)]
+            command = ["/bin/sh", "-c", "echo $$ >> runs; echo crash-line $$; exit 1"]
+            working-directory = \(TOML.string(dir))
+            restart = "always"
+            restart-delay = "50ms"
+            restart-delay-max = "100ms"
+            start-limit = { count = 10000, interval = "1s" }
+
+            [services.\(victim)]
+            command = ["sleep", "100000"]
+            instances = 3
+            restart-delay = "50ms"
+            """, mode: .journal)
+        var victims = try requireInstances(3, of: victim, daemon: daemon)
+        let journald = try sessionJournald()
+
+        // The probe: its own D-Bus connection, Properties.Get(Version) every 50 ms, timed.
+        let script = dir + "/dbusburst.py"
+        try faultDBusClient.write(toFile: script, atomically: true, encoding: .utf8)
+        let probeOut = dir + "/probe.json"
+        let probe = Process()
+        probe.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        probe.arguments = ["python3", "-c", #"""
+            import json, os, socket, sys, time
+            sys.path.insert(0, sys.argv[1]); import dbusburst as d
+            c = d.Connection(os.environ["DBUS_SESSION_BUS_ADDRESS"])
+            lat, errors, end = [], [], time.time() + float(sys.argv[2])
+            while time.time() < end:
+                t = time.monotonic()
+                s = c.call("/io/ringmaster/Ringmaster1", "org.freedesktop.DBus.Properties", "Get", "io.ringmaster.Ringmaster1",
+                           "ss", ["io.ringmaster.Ringmaster1.Manager", "Version"])
+                try:
+                    while True:
+                        m = c.read(timeout=10)
+                        if m["reply_serial"] == s: break
+                    if m["error"]: errors.append(m["error"])
+                except socket.timeout:
+                    errors.append("no answer in 10 s")
+                lat.append((time.monotonic() - t) * 1000)
+                time.sleep(0.05)
+            lat.sort()
+            open(sys.argv[3], "w").write(json.dumps({"count": len(lat), "errors": errors[:5], "median_ms": lat[len(lat) // 2], "max_ms": lat[-1]}))
+            """#, dir, "36", probeOut]
+        try probe.run()
+        defer { if probe.isRunning { kill(probe.processIdentifier, SIGKILL) } }
+        _ = waitUntil(timeout: 3) { false }  // the probe's first answers, before the stall
+
+        let before = try restarts(crash)
+        XCTAssertEqual(kill(journald, SIGSTOP), 0)
+        let stopped = Date()
+        var resumed = false
+        defer { if !resumed { kill(journald, SIGCONT) } }
+        var kills = 0
+        while Date().timeIntervalSince(stopped) < 30 {
+            for (_, p) in victims { kill(p.pid, SIGKILL) }
+            kills += 1
+            let old = Set(victims.values.map(\.pid))
+            victims = try require("\(victim) replaced with journald stopped (round \(kills))", timeout: 5) {
+                let now = self.instances(of: victim, daemon: daemon)
+                return now.count == 3 && now.values.allSatisfy({ !old.contains($0.pid) }) ? now : nil
+            }
+            _ = waitUntil(timeout: max(0, 5 - Date().timeIntervalSince(stopped).truncatingRemainder(dividingBy: 5))) { false }
+        }
+        let during = try restarts(crash) - before
+        kill(journald, SIGCONT)
+        resumed = true
+        XCTAssertGreaterThan(during, 30, "\(crash) restarted only \(during) times in 30 s with journald stopped")
+
+        probe.waitUntilExit()
+        let result = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: probeOut))) as? [String: Any] ?? [:]
+        let maxMS = result["max_ms"] as? Double ?? 1e9, medianMS = result["median_ms"] as? Double ?? 0
+        XCTAssertEqual((result["errors"] as? [String]) ?? ["?"], [])
+        XCTAssertGreaterThan(result["count"] as? Int ?? 0, 300)
+        XCTAssertLessThan(maxMS, 100, "a D-Bus call took \(maxMS) ms with journald stopped")
+
+        // Nothing lost: stop the loop, then every run is in the journal as a `spawned` event,
+        // and its line in the journal or in the daemon's stderr.
+        XCTAssertEqual(try daemon.terminate(timeout: 30), 0)
+        let runs = (contents(dir + "/runs") ?? "").split(separator: "\n").map(String.init)
+        let spawned = try require("a spawned event for each of \(runs.count) runs", timeout: 30, poll: 0.5) { () -> [JournalEntry]? in
+            let events = try Journal.events(service: crash).event("spawned")
+            return events.count >= runs.count ? events : nil
+        }
+        XCTAssertEqual(spawned.count, runs.count)
+        let journalLines = Set(try Journal.lines(identifier: crash).messages)
+        let stderr = daemon.stderr
+        let lost = runs.filter { !journalLines.contains("crash-line \($0)") && !stderr.contains("crash-line \($0)") }
+        XCTAssertEqual(lost, [], "lines of \(lost.count) runs are nowhere")
+        let inJournal = runs.filter { journalLines.contains("crash-line \($0)") }.count
+
+        figure("journald stopped 30 s", "binary", binaryFlavour)
+        figure("journald stopped 30 s", "D-Bus Properties.Get every 50 ms", String(format: "n=%d median=%.1f ms max=%.1f ms", result["count"] as? Int ?? 0, medianMS, maxMS))
+        figure("journald stopped 30 s", "crash-loop restarts during the stall; instances killed and replaced", "\(during); \(kills) × 3")
+        figure("journald stopped 30 s", "runs / spawned events in the journal / lines in the journal + on the daemon's stderr",
+               "\(runs.count) / \(spawned.count) / \(inJournal) + \(runs.count - inJournal)")
+    }
+}
