@@ -18,6 +18,8 @@ struct TOMLParser {
     var pos = 0
     var line = 1
     var column = 1
+    /// the runs of the string value parsed last (TOMLValue.stringSegments)
+    var segments: [TOMLValue.StringSegment] = []
 
     init(bytes: [UInt8], file: String) {
         self.bytes = bytes; self.file = file
@@ -46,6 +48,11 @@ struct TOMLParser {
     }
 
     mutating func advance(by n: Int) { for _ in 0..<n { advance() } }
+
+    /// A new run of string bytes starts at decoded offset `offset`, here.
+    mutating func markSegment(_ offset: Int) {
+        segments.append(TOMLValue.StringSegment(offset: offset, location: location))
+    }
 
     mutating func advance(to offset: Int) { while pos < offset && pos < bytes.count { advance() } }
 
@@ -302,14 +309,14 @@ struct TOMLParser {
         switch c {
         case .quote:
             if peek(1) == .quote && peek(2) == .quote {
-                return TOMLValue(.string(try parseMultilineBasicString()), at: start)
+                return stringValue(text: try parseMultilineBasicString(), at: start)
             }
-            return TOMLValue(.string(try parseBasicString()), at: start)
+            return stringValue(text: try parseBasicString(), at: start)
         case .apostrophe:
             if peek(1) == .apostrophe && peek(2) == .apostrophe {
-                return TOMLValue(.string(try parseMultilineLiteralString()), at: start)
+                return stringValue(text: try parseMultilineLiteralString(), at: start)
             }
-            return TOMLValue(.string(try parseLiteralString()), at: start)
+            return stringValue(text: try parseLiteralString(), at: start)
         case .openBracket:
             return try parseArray(depth: depth)
         case .openBrace:
@@ -319,6 +326,14 @@ struct TOMLParser {
         default:
             return try parseBareValue()
         }
+    }
+
+    /// A string value with the runs its parser marked (mutating: `segments` must be read
+    /// after `text` was parsed, not copied with `self` before).
+    private mutating func stringValue(text: String, at start: SourceLocation) -> TOMLValue {
+        var value = TOMLValue(.string(text), at: start)
+        value.stringSegments = segments
+        return value
     }
 
     mutating func parseArray(depth: Int) throws(ConfigDiagnostic) -> TOMLValue {

@@ -9,6 +9,8 @@ extension TOMLParser {
     mutating func parseBasicString() throws(ConfigDiagnostic) -> String {
         let start = location
         advance()
+        segments = []
+        markSegment(0)
         var out: [UInt8] = []
         while true {
             guard let c = peek() else { throw fail("unterminated string: missing '\"'", at: start) }
@@ -17,7 +19,9 @@ extension TOMLParser {
                 advance()
                 return String(decoding: out, as: UTF8.self)
             case .backslash:
+                markSegment(out.count)
                 try parseEscape(into: &out)
+                markSegment(out.count)
             case .lf, .cr:
                 throw fail("unterminated string: missing '\"' before the end of the line "
                            + "(use \"\"\" for a multi-line string)", at: start)
@@ -33,6 +37,8 @@ extension TOMLParser {
     mutating func parseLiteralString() throws(ConfigDiagnostic) -> String {
         let start = location
         advance()
+        segments = []
+        markSegment(0)
         let from = pos
         while true {
             guard let c = peek() else { throw fail("unterminated string: missing \"'\"", at: start) }
@@ -56,6 +62,8 @@ extension TOMLParser {
         let start = location
         advance(by: 3)
         try skipFirstNewline()
+        segments = []
+        markSegment(0)
         var out: [UInt8] = []
         while true {
             guard let c = peek() else { throw fail("unterminated multi-line string: missing '\"\"\"'", at: start) }
@@ -68,8 +76,10 @@ extension TOMLParser {
                     skipWhitespace()
                     try skipBlankLines()
                 } else {
+                    markSegment(out.count)
                     try parseEscape(into: &out)
                 }
+                markSegment(out.count)
             default:
                 try appendMultilineCharacter(c, into: &out)
             }
@@ -81,6 +91,8 @@ extension TOMLParser {
         let start = location
         advance(by: 3)
         try skipFirstNewline()
+        segments = []
+        markSegment(0)
         var out: [UInt8] = []
         while true {
             guard let c = peek() else { throw fail("unterminated multi-line string: missing \"'''\"", at: start) }
@@ -132,11 +144,13 @@ extension TOMLParser {
             guard peek(1) == .lf else { throw fail("carriage return must be followed by a newline") }
             out.append(.lf)
             advance(by: 2)
+            markSegment(out.count)
             return
         }
         if c != .lf && isControl(c) { throw fail("control character \(describeCurrent()) must be escaped in a string") }
         out.append(c)
         advance()
+        if c == .lf { markSegment(out.count) }
     }
 
     /// Backslash, optional spaces/tabs, then a newline.
@@ -396,7 +410,7 @@ private func hexDigitValue(_ c: UInt8) -> UInt8? {
     }
 }
 
-private extension String {
+extension String {
     /// "'x'" → "x", for quoting a character inside another message.
     var trimmingQuotes: String {
         guard count >= 3, first == "'", let close = dropFirst().firstIndex(of: "'") else { return self }
