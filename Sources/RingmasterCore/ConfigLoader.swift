@@ -12,13 +12,14 @@ import Glibc
 
 public enum ConfigLoader {
 
-    /// One file, no conf.d.
-    public static func parse(text: String, file: String) throws(ConfigErrors) -> Config {
-        try parse(sources: [(file: file, text: text)])
+    /// One file, no conf.d; env files from `externalFiles` (none by default: no I/O).
+    public static func parse(text: String, file: String, externalFiles: ExternalFiles = .none) throws(ConfigErrors) -> Config {
+        try parse(sources: [(file: file, text: text)], externalFiles: externalFiles)
     }
 
     /// Several files' texts, merged in the order given (as `load` does with conf.d).
-    public static func parse(sources: [(file: String, text: String)]) throws(ConfigErrors) -> Config {
+    public static func parse(sources: [(file: String, text: String)],
+                             externalFiles: ExternalFiles = .none) throws(ConfigErrors) -> Config {
         var documents: [TOMLTable] = []
         var diagnostics: [ConfigDiagnostic] = []
         for source in sources {
@@ -30,7 +31,7 @@ public enum ConfigLoader {
         }
         let files = sources.map(\.file)
         if !diagnostics.isEmpty { throw ConfigErrors(sorted(diagnostics, files: files)) }
-        return try validate(merge(documents), files: files)
+        return try validate(merge(documents), files: files, externalFiles: externalFiles)
     }
 
     /// The main file plus `conf.d/*.toml` beside it, merged, validated. A file that cannot
@@ -56,12 +57,15 @@ public enum ConfigLoader {
             }
         }
         if !diagnostics.isEmpty { throw ConfigErrors(sorted(diagnostics, files: files)) }
-        return try validate(merge(documents), files: files)
+        let home = getenv("HOME").map { String(cString: $0) }
+        return try validate(merge(documents), files: files, externalFiles: ExternalFiles(home: home, read: readEnvFile))
     }
 
-    /// Validates a parsed (merged) document; `files` orders the diagnostics and becomes `Config.files`.
-    public static func validate(_ document: TOMLTable, files: [String]) throws(ConfigErrors) -> Config {
-        var validator = ConfigValidator()
+    /// Validates a parsed (merged) document; `files` orders the diagnostics and becomes
+    /// `Config.files`; env files are read through `externalFiles`.
+    public static func validate(_ document: TOMLTable, files: [String],
+                                externalFiles: ExternalFiles = .none) throws(ConfigErrors) -> Config {
+        var validator = ConfigValidator(externalFiles: externalFiles)
         var config = validator.validate(document)
         if !validator.diagnostics.isEmpty { throw ConfigErrors(sorted(validator.diagnostics, files: files)) }
         config.files = files
@@ -186,6 +190,31 @@ public enum ConfigLoader {
             if n == 0 { return .success(bytes) }
             bytes.append(contentsOf: buffer[0..<n])
         }
+    }
+
+    /// An env file's bytes: a regular file (opened without blocking, so a FIFO cannot hang
+    /// the load) of at most EnvFile.maximumSize bytes.
+    @Sendable static func readEnvFile(_ path: String) -> Result<[UInt8], FileReadFailure> {
+        var fd: Int32
+        repeat { fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY) } while fd < 0 && errno == EINTR
+        guard fd >= 0 else { return .failure(FileReadFailure(missing: errno == ENOENT || errno == ENOTDIR,
+                                                                    message: "cannot open the file: \(errnoText())")) }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return .failure(FileReadFailure(missing: false, message: "cannot read the file: \(errnoText())")) }
+        guard st.st_mode & S_IFMT == S_IFREG else { return .failure(FileReadFailure(missing: false, message: "not a regular file")) }
+        let tooLarge = FileReadFailure(missing: false, message: "larger than \(EnvFile.maximumSize >> 20) MiB")
+        guard st.st_size <= EnvFile.maximumSize else { return .failure(tooLarge) }
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while bytes.count <= EnvFile.maximumSize {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 { return .failure(FileReadFailure(missing: false, message: "cannot read the file: \(errnoText())")) }
+            if n == 0 { return .success(bytes) }
+            bytes.append(contentsOf: buffer[0..<n])
+        }
+        return .failure(tooLarge)
     }
 
     /// `*.toml` in `directory` (not dot files), sorted by name in byte order; a missing

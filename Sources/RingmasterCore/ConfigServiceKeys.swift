@@ -5,7 +5,7 @@ extension ConfigValidator {
     static let serviceKeys = [
         "command", "shell", "instances", "sockets", "ready", "restart", "restart-delay",
         "restart-delay-max", "stable-after", "start-limit", "stop-signal", "stop-timeout",
-        "environment", "working-directory", "after", "autostart",
+        "environment", "env-file", "working-directory", "after", "autostart",
     ]
     static let startLimitKeys = ["count", "interval"]
     static var maximumInstances: Int { ServiceConfig.maximumInstances }
@@ -64,6 +64,11 @@ extension ConfigValidator {
                 if let d = duration(v, e.key) { service.stopTimeout = d }
             case "environment":
                 if let env = environment(v, context: context) { service.environment = env }
+            case "env-file":
+                if let (files, variables) = envFiles(v) {
+                    service.envFiles = files
+                    service.envFileEnvironment = variables
+                }
             case "working-directory":
                 if let dir = workingDirectory(v) { service.workingDirectory = dir }
             case "after":
@@ -245,6 +250,59 @@ extension ConfigValidator {
             out.append(EnvironmentVariable(name, text))
         }
         return ok ? out : nil
+    }
+
+    /// `env-file`: a string or an array of strings; each file resolved (EnvFile.resolve),
+    /// read through `externalFiles` and parsed now, so the values are part of the config.
+    /// A missing file is an error at its name here, unless written with a leading "-".
+    private mutating func envFiles(_ value: TOMLValue) -> ([EnvFileReference], [EnvironmentVariable])? {
+        let items: [TOMLValue]
+        if value.string != nil {
+            items = [value]
+        } else if let array = value.array {
+            items = array
+        } else {
+            error(value.location, "env-file must be a string or an array of strings, not \(value.typeNameWithArticle)")
+            return nil
+        }
+        var files: [EnvFileReference] = []
+        var variables: [EnvironmentVariable] = []
+        var ok = true
+        for (i, item) in items.enumerated() {
+            guard var written = string(item, value.array == nil ? "env-file" : "env-file[\(i)]") else { ok = false; continue }
+            let optional = written.hasPrefix("-")
+            if optional { written.removeFirst() }
+            let path: String
+            switch EnvFile.resolve(written, configFile: item.location.file, home: externalFiles.home) {
+            case let .success(resolved): path = resolved
+            case let .failure(problem): error(item.location, problem.message); ok = false; continue
+            }
+            files.append(EnvFileReference(path: path, optional: optional))
+            let bytes: [UInt8]
+            switch externalFiles.read(path) {
+            case let .success(read): bytes = read
+            case let .failure(problem) where problem.missing && optional: continue
+            case let .failure(problem):
+                let hint = problem.missing ? " (a leading \"-\" makes a file optional)" : ""
+                error(item.location, "env-file \(EnvFile.boundedPath(path)): \(problem.message)\(hint)")
+                ok = false
+                continue
+            }
+            do {
+                for entry in try EnvFile.parse(bytes, file: path) {
+                    if Self.reservedEnvironment.contains(entry.name) {
+                        error(entry.location, "environment variable \(entry.name) is set by ringmaster and cannot be overridden")
+                        ok = false
+                    } else {
+                        variables.append(EnvironmentVariable(entry.name, entry.value))
+                    }
+                }
+            } catch {
+                self.error(error.location, error.message)
+                ok = false
+            }
+        }
+        return ok ? (files, variables) : nil
     }
 
     /// An absolute path, "~" or "~/…" (the user's home), or a path relative to the main

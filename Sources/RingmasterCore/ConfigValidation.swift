@@ -5,6 +5,8 @@
 
 struct ConfigValidator {
     private(set) var diagnostics: [ConfigDiagnostic] = []
+    /// where env files are read from (ConfigLoader.load: the disk)
+    var externalFiles: ExternalFiles = .none
 
     /// What the cross-checks need to know about a service, with positions.
     struct ServiceReferences {
