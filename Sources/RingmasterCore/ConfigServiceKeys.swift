@@ -63,14 +63,20 @@ extension ConfigValidator {
             case "stop-timeout":
                 if let d = duration(v, e.key) { service.stopTimeout = d }
             case "environment":
-                if let env = environment(v, context: context) { service.environment = env }
+                if let env = environment(v, context: context) {
+                    service.environment = env
+                    refs.placeholderStrings += v.table?.entries.map(\.value) ?? []
+                }
             case "env-file":
                 if let (files, variables) = envFiles(v) {
                     service.envFiles = files
                     service.envFileEnvironment = variables
                 }
             case "working-directory":
-                if let dir = workingDirectory(v) { service.workingDirectory = dir }
+                if let dir = workingDirectory(v) {
+                    service.workingDirectory = dir
+                    refs.placeholderStrings.append(v)
+                }
             case "after":
                 if let list = stringArray(v, "after") {
                     refs.after = list
@@ -108,10 +114,10 @@ extension ConfigValidator {
                     return nil
                 }
                 script = string(items[0], "command")
-                if script != nil { refs.commandStrings = [(items[0].string ?? "", items[0].location)] }
+                if script != nil { refs.placeholderStrings.append(items[0]) }
             } else {
                 script = string(value, "command", "a string (with shell = true)")
-                if let script { refs.commandStrings = [(script, value.location)] }
+                if script != nil { refs.placeholderStrings.append(value) }
             }
             guard let script else { return nil }
             if script.allSatisfy({ $0 == " " || $0 == "\t" || $0 == "\n" }) {
@@ -134,7 +140,7 @@ extension ConfigValidator {
             error(first.location, "command[0] (the program) must not be empty")
             return nil
         }
-        refs.commandStrings = argv.map { ($0.name, $0.location) }
+        refs.placeholderStrings += value.array ?? []
         return argv.map(\.name)
     }
 
@@ -318,13 +324,5 @@ extension ConfigValidator {
             return nil
         }
         return dir
-    }
-}
-
-public extension ServiceConfig {
-    /// `command` with each `{socket.NAME.fd}` replaced by the fd that socket is passed as
-    /// (3 + its index in `sockets`): the argv to exec.
-    var resolvedCommand: [String] {
-        command.map { ConfigValidator.substitutePlaceholders($0, sockets: sockets) }
     }
 }

@@ -7,7 +7,7 @@ import Systemd
 /// `InstanceEvent` for the core.
 extension Supervisor {
     func spawn(slot: ServiceSlot, index: Int, process: InstanceProcess) -> InstanceEvent {
-        let cfg = slot.machine.config
+        let cfg = slot.machine.config.forInstance(index)  // placeholders filled for this instance
         let label = "\(cfg.name).\(index)"
         process.reset()
 
