@@ -137,6 +137,8 @@ public struct ServiceConfig: Equatable, Hashable, Sendable {
     public var workingDirectory: String? = nil
     public var after: [String] = []
     public var autostart: Bool = true
+    /// written into each instance's cgroup
+    public var limits = ResourceLimits()
 
     public init(name: String, command: [String]) {
         self.name = name; self.command = command

@@ -29,6 +29,7 @@ extension ConfigValidator {
         var commandValue: TOMLValue?
         var restartDelay: TOMLEntry?
         var restartDelayMax: TOMLEntry?
+        var memoryHigh: TOMLEntry?
 
         for e in table.entries {
             let v = e.value
@@ -85,9 +86,13 @@ extension ConfigValidator {
             case "autostart":
                 if let b = boolean(v, "autostart") { service.autostart = b }
             default:
-                unknownKey(e, in: "in \(context)", known: Self.serviceKeys)
+                if e.key == "memory-high" { memoryHigh = e }
+                if !limitKey(e, into: &service.limits) {
+                    unknownKey(e, in: "in \(context)", known: Self.serviceKeys + Self.limitKeys)
+                }
             }
         }
+        checkMemoryLimits(service.limits, high: memoryHigh)
 
         if let commandValue {
             if let argv = command(commandValue, shell: service.shell, refs: &refs) { service.command = argv }
