@@ -15,7 +15,8 @@
 //     a line joins the next one, newlines are kept; any other backslash is an error;
 //   - after a closing quote only spaces, tabs and a `# comment` may follow;
 //   - no `$VAR` expansion: a value is what is written;
-//   - a later line for the same NAME wins; CRLF line ends are read as LF.
+//   - a later line for the same NAME wins; CRLF line ends are read as LF; a UTF-8
+//     byte-order mark at the start is skipped.
 // Every error is one ConfigDiagnostic at `envfile:line:column` (columns count characters).
 
 /// One variable of an env file, with where its name is written.
@@ -72,6 +73,7 @@ public enum EnvFile {
     public static func parse(_ bytes: [UInt8], file: String) throws(ConfigDiagnostic) -> [EnvFileEntry] {
         try checkUTF8(bytes, file: file)
         var parser = EnvFileParser(cursor: TOMLParser(bytes: bytes, file: file))
+        if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { parser.cursor.pos = 3 }  // byte-order mark
         return try parser.parse()
     }
 

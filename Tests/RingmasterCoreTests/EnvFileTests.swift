@@ -99,6 +99,10 @@ final class EnvFileTests: XCTestCase {
         XCTAssertEqual(problem(Array("A='a".utf8) + [0] + Array("b'".utf8)), "a.env:1:5: a value cannot contain a NUL character")
         XCTAssertEqual(problem(Array("A=1\nB=é".utf8) + [0xFF]), "a.env:2:4: byte 0xff is not UTF-8")
         XCTAssertEqual(problem([0xC3]), "a.env:1:1: byte 0xc3 is not UTF-8")
+        XCTAssertEqual(problem([0xEF, 0xBB, 0xBF] + Array("A=1\n1B=2".utf8)),
+                       "a.env:2:1: expected a variable name (a letter or '_', then letters, digits, '_'), found '1'")
+        XCTAssertEqual(try EnvFile.parse([0xEF, 0xBB, 0xBF] + Array("A=1".utf8), file: "a.env").map(\.value), ["1"],
+                       "a byte-order mark is skipped")
     }
 
     func testEntriesKnowWhereTheirNamesAre() throws {
