@@ -89,6 +89,12 @@ final class ConfigEnvFileTests: XCTestCase {
         XCTAssertEqual(before, same, "only the variables count, not how the file writes them")
         XCTAssertNotEqual(before, after)
         XCTAssertFalse(after.differsOnlyInInstances(from: before))
+        // What the reload plan makes of it.
+        func verdict(_ new: ServiceConfig) -> ReloadPlan.Verdict? {
+            ReloadPlan(old: [before], wanted: ["web"], new: Config(services: [new]), changedSockets: []).verdict(of: "web")
+        }
+        XCTAssertEqual(verdict(same), .unchanged)
+        XCTAssertEqual(verdict(after), .changed)
     }
 
     // MARK: the loader, on disk
