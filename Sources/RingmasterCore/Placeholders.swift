@@ -33,6 +33,7 @@ public enum Placeholders {
 
     /// Every placeholder in `text`, in order.
     public static func scan(_ text: String) -> [PlaceholderMatch] {
+        guard text.utf8.contains(.openBrace) else { return [] }
         let b = Array(text.utf8)
         var found: [PlaceholderMatch] = []
         var i = 0

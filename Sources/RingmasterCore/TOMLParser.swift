@@ -18,8 +18,6 @@ struct TOMLParser {
     var pos = 0
     var line = 1
     var column = 1
-    /// the runs of the string value parsed last (TOMLValue.stringSegments)
-    var segments: [TOMLValue.StringSegment] = []
 
     init(bytes: [UInt8], file: String) {
         self.bytes = bytes; self.file = file
@@ -49,9 +47,9 @@ struct TOMLParser {
 
     mutating func advance(by n: Int) { for _ in 0..<n { advance() } }
 
-    /// A new run of string bytes starts at decoded offset `offset`, here.
-    mutating func markSegment(_ offset: Int) {
-        segments.append(TOMLValue.StringSegment(offset: offset, location: location))
+    /// A new run of string bytes starts at decoded offset `offset`, here (TOMLValue.stringSegments).
+    func markSegment(_ offset: Int, in runs: inout [TOMLValue.StringSegment]) {
+        runs.append(TOMLValue.StringSegment(offset: offset, location: location))
     }
 
     mutating func advance(to offset: Int) { while pos < offset && pos < bytes.count { advance() } }
@@ -156,7 +154,8 @@ struct TOMLParser {
             switch peek() {
             case .quote?:
                 if peek(1) == .quote && peek(2) == .quote { throw fail("a key cannot be a multi-line string") }
-                name = try parseBasicString()
+                var runs: [TOMLValue.StringSegment] = []
+                name = try parseBasicString(runs: &runs)
             case .apostrophe?:
                 if peek(1) == .apostrophe && peek(2) == .apostrophe { throw fail("a key cannot be a multi-line string") }
                 name = try parseLiteralString()
@@ -308,15 +307,15 @@ struct TOMLParser {
         guard let c = peek() else { throw fail("expected a value, found end of file") }
         switch c {
         case .quote:
-            if peek(1) == .quote && peek(2) == .quote {
-                return stringValue(text: try parseMultilineBasicString(), at: start)
-            }
-            return stringValue(text: try parseBasicString(), at: start)
+            var runs: [TOMLValue.StringSegment] = []
+            let text = peek(1) == .quote && peek(2) == .quote
+                ? try parseMultilineBasicString(runs: &runs) : try parseBasicString(runs: &runs)
+            return stringValue(text, runs, at: start)
         case .apostrophe:
-            if peek(1) == .apostrophe && peek(2) == .apostrophe {
-                return stringValue(text: try parseMultilineLiteralString(), at: start)
-            }
-            return stringValue(text: try parseLiteralString(), at: start)
+            var runs: [TOMLValue.StringSegment] = []
+            let text = peek(1) == .apostrophe && peek(2) == .apostrophe
+                ? try parseMultilineLiteralString(runs: &runs) : try parseLiteralString()
+            return stringValue(text, runs, at: start)
         case .openBracket:
             return try parseArray(depth: depth)
         case .openBrace:
@@ -328,11 +327,9 @@ struct TOMLParser {
         }
     }
 
-    /// A string value with the runs its parser marked (mutating: `segments` must be read
-    /// after `text` was parsed, not copied with `self` before).
-    private mutating func stringValue(text: String, at start: SourceLocation) -> TOMLValue {
+    private func stringValue(_ text: String, _ runs: [TOMLValue.StringSegment], at start: SourceLocation) -> TOMLValue {
         var value = TOMLValue(.string(text), at: start)
-        value.stringSegments = segments
+        value.stringSegments = runs
         return value
     }
 

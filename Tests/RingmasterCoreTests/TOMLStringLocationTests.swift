@@ -17,6 +17,7 @@ final class TOMLStringLocationTests: XCTestCase {
     func testCharactersInsideStrings() throws {
         let table: [(String, String)] = [
             ("k = \"abX\"", "1:8"),
+            ("k = \"aX\\tb\\n\"", "1:7"),
             ("k = 'abX'", "1:8"),
             ("k   =   \"X\"", "1:10"),
             ("k = \"é€X\"", "1:8"),
