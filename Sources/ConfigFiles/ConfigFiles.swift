@@ -14,7 +14,9 @@ extension ConfigLoader {
         case let .success(names): files += names
         case let .failure(problem): problems.append(problem)
         }
-        return try parse(read: files.map { ($0, ConfigFiles.read($0)) }, problems: problems)
+        let home = getenv("HOME").map { String(cString: $0) }
+        return try parse(read: files.map { ($0, ConfigFiles.read($0)) }, problems: problems,
+                         externalFiles: ExternalFiles(home: home, read: ConfigFiles.readEnvFile))
     }
 
     /// `defaultConfigPath(environment:)` from this process's environment (HOME from the
@@ -65,6 +67,32 @@ public enum ConfigFiles {
             bytes.append(contentsOf: buffer[0..<n])
             if bytes.count > maxFileSize { return .failure(tooBig) }  // it grew while read
         }
+    }
+
+    /// An env file's bytes: a regular file (opened without blocking, so a FIFO cannot hang
+    /// the load) of at most EnvFile.maximumSize bytes; `missing` tells an optional file (`-`)
+    /// that it may be skipped.
+    @Sendable public static func readEnvFile(_ path: String) -> Result<[UInt8], FileReadFailure> {
+        var fd: Int32
+        repeat { fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY) } while fd < 0 && errno == EINTR
+        guard fd >= 0 else { return .failure(FileReadFailure(missing: errno == ENOENT || errno == ENOTDIR,
+                                                                    message: "cannot open the file: \(errnoText())")) }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return .failure(FileReadFailure(missing: false, message: "cannot read the file: \(errnoText())")) }
+        guard st.st_mode & S_IFMT == S_IFREG else { return .failure(FileReadFailure(missing: false, message: "not a regular file (\(kind(st.st_mode)))")) }
+        let tooLarge = FileReadFailure(missing: false, message: "larger than \(EnvFile.maximumSize >> 20) MiB")
+        guard st.st_size <= EnvFile.maximumSize else { return .failure(tooLarge) }
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while bytes.count <= EnvFile.maximumSize {
+            let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 { return .failure(FileReadFailure(missing: false, message: "cannot read the file: \(errnoText())")) }
+            if n == 0 { return .success(bytes) }
+            bytes.append(contentsOf: buffer[0..<n])
+        }
+        return .failure(tooLarge)
     }
 
     /// `*.toml` in `directory` (not dot files), sorted by name in byte order; a missing

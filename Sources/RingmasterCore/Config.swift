@@ -39,6 +39,12 @@ public struct ConfigErrors: Error, Equatable, Sendable, CustomStringConvertible 
     public var description: String { diagnostics.map(\.description).joined(separator: "\n") }
 }
 
+/// Why one value is not valid, without a place: the validator puts it at the value's.
+public struct ConfigValueProblem: Error, Equatable, Sendable {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+}
+
 public enum ListenAddress: Equatable, Hashable, Sendable, CustomStringConvertible {
     /// IPv4 dotted quad, e.g. "127.0.0.1", port
     case tcp4(host: String, port: UInt16)
@@ -98,6 +104,14 @@ public struct EnvironmentVariable: Equatable, Hashable, Sendable {
     public init(_ name: String, _ value: String) { self.name = name; self.value = value }
 }
 
+/// One `env-file` entry: the file, resolved to a path, and whether it may be missing.
+public struct EnvFileReference: Equatable, Hashable, Sendable {
+    public var path: String
+    /// written with a leading "-": a missing file is skipped
+    public var optional: Bool
+    public init(path: String, optional: Bool = false) { self.path = path; self.optional = optional }
+}
+
 public struct ServiceConfig: Equatable, Hashable, Sendable {
     /// The most instances a service may have, in the config or by a scale command: more is
     /// surely a typo (and would exhaust the machine).
@@ -120,10 +134,17 @@ public struct ServiceConfig: Equatable, Hashable, Sendable {
     public var stopTimeout: USec = 10 * USec.perSecond
     /// in file order; later duplicates win
     public var environment: [EnvironmentVariable] = []
+    /// `env-file`, in order
+    public var envFiles: [EnvFileReference] = []
+    /// what the env files set, read at load: in order (a later one wins); `environment`
+    /// wins over them. Part of `==`, so a changed env file is a changed service on reload.
+    public var envFileEnvironment: [EnvironmentVariable] = []
     /// as written ("~" not yet expanded; the runtime expands it against $HOME)
     public var workingDirectory: String? = nil
     public var after: [String] = []
     public var autostart: Bool = true
+    /// written into each instance's cgroup
+    public var limits = ResourceLimits()
 
     public init(name: String, command: [String]) {
         self.name = name; self.command = command

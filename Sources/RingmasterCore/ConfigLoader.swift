@@ -12,12 +12,14 @@
 public enum ConfigLoader {
 
     /// One file, no conf.d.
-    public static func parse(text: String, file: String) throws(ConfigErrors) -> Config {
-        try parse(sources: [(file: file, text: text)])
+    /// One file, no conf.d; env files from `externalFiles` (none by default: no I/O).
+    public static func parse(text: String, file: String, externalFiles: ExternalFiles = .none) throws(ConfigErrors) -> Config {
+        try parse(sources: [(file: file, text: text)], externalFiles: externalFiles)
     }
 
     /// Several files' texts, merged in the order given (as `load` does with conf.d).
-    public static func parse(sources: [(file: String, text: String)]) throws(ConfigErrors) -> Config {
+    public static func parse(sources: [(file: String, text: String)],
+                             externalFiles: ExternalFiles = .none) throws(ConfigErrors) -> Config {
         var documents: [TOMLTable] = []
         var diagnostics: [ConfigDiagnostic] = []
         for source in sources {
@@ -29,14 +31,15 @@ public enum ConfigLoader {
         }
         let files = sources.map(\.file)
         if !diagnostics.isEmpty { throw ConfigErrors(sorted(diagnostics, files: files)) }
-        return try validate(merge(documents), files: files)
+        return try validate(merge(documents), files: files, externalFiles: externalFiles)
     }
 
     /// What the files said, in merge order (the main file first): each file's bytes, or why it
     /// could not be read; `problems`: other reading problems (conf.d unreadable). Parsed,
     /// merged, validated; every problem of every file in one `ConfigErrors`.
     public static func parse(read: [(file: String, contents: Result<[UInt8], ConfigDiagnostic>)],
-                             problems: [ConfigDiagnostic] = []) throws(ConfigErrors) -> Config {
+                             problems: [ConfigDiagnostic] = [],
+                             externalFiles: ExternalFiles = .none) throws(ConfigErrors) -> Config {
         let files = read.map(\.file)
         var diagnostics = problems
         var documents: [TOMLTable] = []
@@ -53,12 +56,14 @@ public enum ConfigLoader {
             }
         }
         if !diagnostics.isEmpty { throw ConfigErrors(sorted(diagnostics, files: files)) }
-        return try validate(merge(documents), files: files)
+        return try validate(merge(documents), files: files, externalFiles: externalFiles)
     }
 
-    /// Validates a parsed (merged) document; `files` orders the diagnostics and becomes `Config.files`.
-    public static func validate(_ document: TOMLTable, files: [String]) throws(ConfigErrors) -> Config {
-        var validator = ConfigValidator()
+    /// Validates a parsed (merged) document; `files` orders the diagnostics and becomes
+    /// `Config.files`; env files are read through `externalFiles`.
+    public static func validate(_ document: TOMLTable, files: [String],
+                                externalFiles: ExternalFiles = .none) throws(ConfigErrors) -> Config {
+        var validator = ConfigValidator(externalFiles: externalFiles)
         var config = validator.validate(document)
         if !validator.diagnostics.isEmpty { throw ConfigErrors(sorted(validator.diagnostics, files: files)) }
         config.files = files

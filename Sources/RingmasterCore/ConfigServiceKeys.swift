@@ -5,7 +5,7 @@ extension ConfigValidator {
     static let serviceKeys = [
         "command", "shell", "instances", "sockets", "ready", "restart", "restart-delay",
         "restart-delay-max", "stable-after", "start-limit", "stop-signal", "stop-timeout",
-        "environment", "working-directory", "after", "autostart",
+        "environment", "env-file", "working-directory", "after", "autostart",
     ]
     static let startLimitKeys = ["count", "interval"]
     static var maximumInstances: Int { ServiceConfig.maximumInstances }
@@ -29,6 +29,7 @@ extension ConfigValidator {
         var commandValue: TOMLValue?
         var restartDelay: TOMLEntry?
         var restartDelayMax: TOMLEntry?
+        var memoryHigh: TOMLEntry?
 
         for e in table.entries {
             let v = e.value
@@ -63,9 +64,20 @@ extension ConfigValidator {
             case "stop-timeout":
                 if let d = duration(v, e.key) { service.stopTimeout = d }
             case "environment":
-                if let env = environment(v, context: context) { service.environment = env }
+                if let env = environment(v, context: context) {
+                    service.environment = env
+                    refs.placeholderStrings += v.table?.entries.map(\.value) ?? []
+                }
+            case "env-file":
+                if let (files, variables) = envFiles(v) {
+                    service.envFiles = files
+                    service.envFileEnvironment = variables
+                }
             case "working-directory":
-                if let dir = workingDirectory(v) { service.workingDirectory = dir }
+                if let dir = workingDirectory(v) {
+                    service.workingDirectory = dir
+                    refs.placeholderStrings.append(v)
+                }
             case "after":
                 if let list = stringArray(v, "after") {
                     refs.after = list
@@ -74,9 +86,13 @@ extension ConfigValidator {
             case "autostart":
                 if let b = boolean(v, "autostart") { service.autostart = b }
             default:
-                unknownKey(e, in: "in \(context)", known: Self.serviceKeys)
+                if e.key == "memory-high" { memoryHigh = e }
+                if !limitKey(e, into: &service.limits) {
+                    unknownKey(e, in: "in \(context)", known: Self.serviceKeys + Self.limitKeys)
+                }
             }
         }
+        checkMemoryLimits(service.limits, high: memoryHigh)
 
         if let commandValue {
             if let argv = command(commandValue, shell: service.shell, refs: &refs) { service.command = argv }
@@ -103,10 +119,10 @@ extension ConfigValidator {
                     return nil
                 }
                 script = string(items[0], "command")
-                if script != nil { refs.commandStrings = [(items[0].string ?? "", items[0].location)] }
+                if script != nil { refs.placeholderStrings.append(items[0]) }
             } else {
                 script = string(value, "command", "a string (with shell = true)")
-                if let script { refs.commandStrings = [(script, value.location)] }
+                if script != nil { refs.placeholderStrings.append(value) }
             }
             guard let script else { return nil }
             if script.allSatisfy({ $0 == " " || $0 == "\t" || $0 == "\n" }) {
@@ -129,7 +145,7 @@ extension ConfigValidator {
             error(first.location, "command[0] (the program) must not be empty")
             return nil
         }
-        refs.commandStrings = argv.map { ($0.name, $0.location) }
+        refs.placeholderStrings += value.array ?? []
         return argv.map(\.name)
     }
 
@@ -247,6 +263,59 @@ extension ConfigValidator {
         return ok ? out : nil
     }
 
+    /// `env-file`: a string or an array of strings; each file resolved (EnvFile.resolve),
+    /// read through `externalFiles` and parsed now, so the values are part of the config.
+    /// A missing file is an error at its name here, unless written with a leading "-".
+    private mutating func envFiles(_ value: TOMLValue) -> ([EnvFileReference], [EnvironmentVariable])? {
+        let items: [TOMLValue]
+        if value.string != nil {
+            items = [value]
+        } else if let array = value.array {
+            items = array
+        } else {
+            error(value.location, "env-file must be a string or an array of strings, not \(value.typeNameWithArticle)")
+            return nil
+        }
+        var files: [EnvFileReference] = []
+        var variables: [EnvironmentVariable] = []
+        var ok = true
+        for (i, item) in items.enumerated() {
+            guard var written = string(item, value.array == nil ? "env-file" : "env-file[\(i)]") else { ok = false; continue }
+            let optional = written.hasPrefix("-")
+            if optional { written.removeFirst() }
+            let path: String
+            switch EnvFile.resolve(written, configFile: item.location.file, home: externalFiles.home) {
+            case let .success(resolved): path = resolved
+            case let .failure(problem): error(item.location, problem.message); ok = false; continue
+            }
+            files.append(EnvFileReference(path: path, optional: optional))
+            let bytes: [UInt8]
+            switch externalFiles.read(path) {
+            case let .success(read): bytes = read
+            case let .failure(problem) where problem.missing && optional: continue
+            case let .failure(problem):
+                let hint = problem.missing ? " (a leading \"-\" makes a file optional)" : ""
+                error(item.location, "env-file \(EnvFile.boundedPath(path)): \(problem.message)\(hint)")
+                ok = false
+                continue
+            }
+            do {
+                for entry in try EnvFile.parse(bytes, file: path) {
+                    if Self.reservedEnvironment.contains(entry.name) {
+                        error(entry.location, "environment variable \(entry.name) is set by ringmaster and cannot be overridden")
+                        ok = false
+                    } else {
+                        variables.append(EnvironmentVariable(entry.name, entry.value))
+                    }
+                }
+            } catch {
+                self.error(error.location, error.message)
+                ok = false
+            }
+        }
+        return ok ? (files, variables) : nil
+    }
+
     /// An absolute path, "~" or "~/…" (the user's home), or a path relative to the main
     /// config file's directory; the runtime resolves it. "~user" is not supported.
     private mutating func workingDirectory(_ value: TOMLValue) -> String? {
@@ -260,13 +329,5 @@ extension ConfigValidator {
             return nil
         }
         return dir
-    }
-}
-
-public extension ServiceConfig {
-    /// `command` with each `{socket.NAME.fd}` replaced by the fd that socket is passed as
-    /// (3 + its index in `sockets`): the argv to exec.
-    var resolvedCommand: [String] {
-        command.map { ConfigValidator.substitutePlaceholders($0, sockets: sockets) }
     }
 }

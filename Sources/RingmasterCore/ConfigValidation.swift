@@ -5,14 +5,17 @@
 
 struct ConfigValidator {
     private(set) var diagnostics: [ConfigDiagnostic] = []
+    /// where env files are read from (ConfigLoader.load: the disk)
+    var externalFiles: ExternalFiles = .none
 
     /// What the cross-checks need to know about a service, with positions.
     struct ServiceReferences {
         var name: String
         var sockets: [(name: String, location: SourceLocation)] = []
         var after: [(name: String, location: SourceLocation)] = []
-        /// each argv string (or the shell script) with where it is written
-        var commandStrings: [(text: String, location: SourceLocation)] = []
+        /// the strings placeholders may appear in (each argv string or the shell script,
+        /// `environment` values, `working-directory`), as written
+        var placeholderStrings: [TOMLValue] = []
     }
 
     static let topLevelKeys = ["sockets", "services"]
@@ -139,15 +142,17 @@ struct ConfigValidator {
                 }
             }
             let listed = Set(service.sockets.map(\.name))
-            for (text, location) in service.commandStrings {
-                for placeholder in Self.placeholders(in: text) {
-                    guard let name = placeholder.socket else {
-                        error(location, "unknown placeholder \"\(placeholder.text)\": expected {socket.NAME.fd}")
-                        continue
-                    }
-                    if !listed.contains(name) {
-                        error(location, "placeholder \(placeholder.text) names socket \"\(name)\", "
+            for value in service.placeholderStrings {
+                for match in Placeholders.scan(value.string ?? "") {
+                    let at = value.location(ofByte: match.range.lowerBound)
+                    switch match.result {
+                    case let .failure(problem):
+                        error(at, problem.message)
+                    case let .success(.socket(name)) where !listed.contains(name):
+                        error(at, "placeholder \(EnvFile.bounded(match.text)) names socket \"\(name)\", "
                               + "which is not in this service's sockets")
+                    case .success:
+                        break
                     }
                 }
             }
@@ -201,47 +206,6 @@ struct ConfigValidator {
                 }
             }
         }
-    }
-
-    // MARK: placeholders
-
-    struct Placeholder: Equatable {
-        /// as written, e.g. "{socket.http.fd}"
-        var text: String
-        /// the socket it names, or nil if it is not of the form {socket.NAME.fd}
-        var socket: String?
-    }
-
-    /// Every `{socket.…}` in an argv string.
-    static func placeholders(in text: String) -> [Placeholder] {
-        let b = Array(text.utf8)
-        let prefix = Array("{socket.".utf8)
-        var found: [Placeholder] = []
-        var i = 0
-        while i + prefix.count <= b.count {
-            guard b[i..<(i + prefix.count)].elementsEqual(prefix) else { i += 1; continue }
-            guard let close = b[i...].firstIndex(of: UInt8(ascii: "}")) else {
-                found.append(Placeholder(text: String(decoding: b[i...], as: UTF8.self), socket: nil))
-                break
-            }
-            let inner = String(decoding: b[(i + prefix.count)..<close], as: UTF8.self)
-            let socket = inner.hasSuffix(".fd") && inner.utf8.count > 3 ? String(inner.dropLast(3)) : nil
-            found.append(Placeholder(text: String(decoding: b[i...close], as: UTF8.self), socket: socket))
-            i = close + 1
-        }
-        return found
-    }
-
-    /// Replaces each `{socket.NAME.fd}` by the fd NAME is passed as: 3 + its index in `sockets`.
-    static func substitutePlaceholders(_ text: String, sockets: [String]) -> String {
-        let found = placeholders(in: text)
-        guard !found.isEmpty else { return text }
-        var out = text
-        for p in found {
-            guard let name = p.socket, let i = sockets.firstIndex(of: name) else { continue }
-            out = out.replacingFirst(p.text, with: String(3 + i))
-        }
-        return out
     }
 
     // MARK: helpers shared with ConfigServiceKeys.swift

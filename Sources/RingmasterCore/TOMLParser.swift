@@ -47,6 +47,11 @@ struct TOMLParser {
 
     mutating func advance(by n: Int) { for _ in 0..<n { advance() } }
 
+    /// A new run of string bytes starts at decoded offset `offset`, here (TOMLValue.stringSegments).
+    func markSegment(_ offset: Int, in runs: inout [TOMLValue.StringSegment]) {
+        runs.append(TOMLValue.StringSegment(offset: offset, location: location))
+    }
+
     mutating func advance(to offset: Int) { while pos < offset && pos < bytes.count { advance() } }
 
     func fail(_ message: String, at location: SourceLocation? = nil) -> ConfigDiagnostic {
@@ -149,7 +154,8 @@ struct TOMLParser {
             switch peek() {
             case .quote?:
                 if peek(1) == .quote && peek(2) == .quote { throw fail("a key cannot be a multi-line string") }
-                name = try parseBasicString()
+                var runs: [TOMLValue.StringSegment] = []
+                name = try parseBasicString(runs: &runs)
             case .apostrophe?:
                 if peek(1) == .apostrophe && peek(2) == .apostrophe { throw fail("a key cannot be a multi-line string") }
                 name = try parseLiteralString()
@@ -301,15 +307,15 @@ struct TOMLParser {
         guard let c = peek() else { throw fail("expected a value, found end of file") }
         switch c {
         case .quote:
-            if peek(1) == .quote && peek(2) == .quote {
-                return TOMLValue(.string(try parseMultilineBasicString()), at: start)
-            }
-            return TOMLValue(.string(try parseBasicString()), at: start)
+            var runs: [TOMLValue.StringSegment] = []
+            let text = peek(1) == .quote && peek(2) == .quote
+                ? try parseMultilineBasicString(runs: &runs) : try parseBasicString(runs: &runs)
+            return stringValue(text, runs, at: start)
         case .apostrophe:
-            if peek(1) == .apostrophe && peek(2) == .apostrophe {
-                return TOMLValue(.string(try parseMultilineLiteralString()), at: start)
-            }
-            return TOMLValue(.string(try parseLiteralString()), at: start)
+            var runs: [TOMLValue.StringSegment] = []
+            let text = peek(1) == .apostrophe && peek(2) == .apostrophe
+                ? try parseMultilineLiteralString(runs: &runs) : try parseLiteralString()
+            return stringValue(text, runs, at: start)
         case .openBracket:
             return try parseArray(depth: depth)
         case .openBrace:
@@ -319,6 +325,12 @@ struct TOMLParser {
         default:
             return try parseBareValue()
         }
+    }
+
+    private func stringValue(_ text: String, _ runs: [TOMLValue.StringSegment], at start: SourceLocation) -> TOMLValue {
+        var value = TOMLValue(.string(text), at: start)
+        value.stringSegments = runs
+        return value
     }
 
     mutating func parseArray(depth: Int) throws(ConfigDiagnostic) -> TOMLValue {

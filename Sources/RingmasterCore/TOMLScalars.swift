@@ -5,8 +5,9 @@ extension TOMLParser {
 
     // MARK: strings
 
-    /// `"…"`; the cursor is on the opening quote.
-    mutating func parseBasicString() throws(ConfigDiagnostic) -> String {
+    /// `"…"`; the cursor is on the opening quote. `runs` gets a run for each escape (the
+    /// characters before the first start right after the quote).
+    mutating func parseBasicString(runs: inout [TOMLValue.StringSegment]) throws(ConfigDiagnostic) -> String {
         let start = location
         advance()
         var out: [UInt8] = []
@@ -17,7 +18,9 @@ extension TOMLParser {
                 advance()
                 return String(decoding: out, as: UTF8.self)
             case .backslash:
+                markSegment(out.count, in: &runs)
                 try parseEscape(into: &out)
+                markSegment(out.count, in: &runs)
             case .lf, .cr:
                 throw fail("unterminated string: missing '\"' before the end of the line "
                            + "(use \"\"\" for a multi-line string)", at: start)
@@ -52,10 +55,11 @@ extension TOMLParser {
 
     /// `"""…"""`: a newline right after the opening quotes is dropped, CRLF becomes LF,
     /// a backslash at the end of a line eats the newline and the whitespace after it.
-    mutating func parseMultilineBasicString() throws(ConfigDiagnostic) -> String {
+    mutating func parseMultilineBasicString(runs: inout [TOMLValue.StringSegment]) throws(ConfigDiagnostic) -> String {
         let start = location
         advance(by: 3)
         try skipFirstNewline()
+        markSegment(0, in: &runs)
         var out: [UInt8] = []
         while true {
             guard let c = peek() else { throw fail("unterminated multi-line string: missing '\"\"\"'", at: start) }
@@ -68,26 +72,29 @@ extension TOMLParser {
                     skipWhitespace()
                     try skipBlankLines()
                 } else {
+                    markSegment(out.count, in: &runs)
                     try parseEscape(into: &out)
                 }
+                markSegment(out.count, in: &runs)
             default:
-                try appendMultilineCharacter(c, into: &out)
+                try appendMultilineCharacter(c, into: &out, runs: &runs)
             }
         }
     }
 
     /// `'''…'''`: no escapes.
-    mutating func parseMultilineLiteralString() throws(ConfigDiagnostic) -> String {
+    mutating func parseMultilineLiteralString(runs: inout [TOMLValue.StringSegment]) throws(ConfigDiagnostic) -> String {
         let start = location
         advance(by: 3)
         try skipFirstNewline()
+        markSegment(0, in: &runs)
         var out: [UInt8] = []
         while true {
             guard let c = peek() else { throw fail("unterminated multi-line string: missing \"'''\"", at: start) }
             if c == .apostrophe {
                 if try closeMultiline(.apostrophe, into: &out) { return String(decoding: out, as: UTF8.self) }
             } else {
-                try appendMultilineCharacter(c, into: &out)
+                try appendMultilineCharacter(c, into: &out, runs: &runs)
             }
         }
     }
@@ -127,16 +134,19 @@ extension TOMLParser {
         return true
     }
 
-    private mutating func appendMultilineCharacter(_ c: UInt8, into out: inout [UInt8]) throws(ConfigDiagnostic) {
+    private mutating func appendMultilineCharacter(_ c: UInt8, into out: inout [UInt8],
+                                                   runs: inout [TOMLValue.StringSegment]) throws(ConfigDiagnostic) {
         if c == .cr {
             guard peek(1) == .lf else { throw fail("carriage return must be followed by a newline") }
             out.append(.lf)
             advance(by: 2)
+            markSegment(out.count, in: &runs)
             return
         }
         if c != .lf && isControl(c) { throw fail("control character \(describeCurrent()) must be escaped in a string") }
         out.append(c)
         advance()
+        if c == .lf { markSegment(out.count, in: &runs) }
     }
 
     /// Backslash, optional spaces/tabs, then a newline.
@@ -396,7 +406,7 @@ private func hexDigitValue(_ c: UInt8) -> UInt8? {
     }
 }
 
-private extension String {
+extension String {
     /// "'x'" → "x", for quoting a character inside another message.
     var trimmingQuotes: String {
         guard count >= 3, first == "'", let close = dropFirst().firstIndex(of: "'") else { return self }

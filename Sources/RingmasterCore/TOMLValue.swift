@@ -34,9 +34,36 @@ public struct TOMLValue: Equatable, Sendable {
     /// where the value starts: its first character, the `[` of a table header or array,
     /// the `{` of an inline table; for a table made implicitly, the key that made it
     public var location: SourceLocation
+    /// For a string: where each run of its decoded bytes was written (a new run at every
+    /// escape and line break, and at the start of a multi-line string), so a message can
+    /// point at a character inside it (`location(ofByte:)`). Empty for a one-line string
+    /// without escapes (its characters start right after the quote) and for other values.
+    /// Not part of `==`.
+    public var stringSegments: [StringSegment] = []
+
+    public struct StringSegment: Sendable {
+        /// offset in the decoded string's UTF-8 bytes
+        public var offset: Int
+        public var location: SourceLocation
+    }
 
     public init(_ kind: Kind, at location: SourceLocation) {
         self.kind = kind; self.location = location
+    }
+
+    public static func == (a: TOMLValue, b: TOMLValue) -> Bool { a.kind == b.kind && a.location == b.location }
+
+    /// Where the character at UTF-8 offset `offset` of this string value is written; the
+    /// value's own location when that is not known.
+    public func location(ofByte offset: Int) -> SourceLocation {
+        guard let text = string else { return location }
+        var afterQuote = location
+        afterQuote.column += 1
+        let segment = stringSegments.last { $0.offset <= offset } ?? StringSegment(offset: 0, location: afterQuote)
+        let run = text.utf8.dropFirst(segment.offset).prefix(max(0, offset - segment.offset))
+        var at = segment.location
+        at.column += run.reduce(0) { $0 + ($1 & 0xC0 == 0x80 ? 0 : 1) }
+        return at
     }
 
     /// "string", "integer", "float", "boolean", "datetime", "array", "table"

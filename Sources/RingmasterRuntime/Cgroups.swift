@@ -1,5 +1,6 @@
 import CRingShims
 import Glibc
+import RingmasterCore
 import Systemd
 
 // Cgroup delegation: with `Delegate=yes` systemd hands ringmasterd its unit's cgroup v2
@@ -135,9 +136,11 @@ public final class CgroupTree {
     }
 
     /// The cgroup for instance `index` of `service`: `<own>/services/<svc>/<index>`, made if
-    /// missing (an existing one — a predecessor's leftovers still dying — is reused). Pass
-    /// its `fd` as `SpawnRequest.cgroupFD`. Cancels a pending `removeWhenEmpty` of it.
-    public func instance(service: String, index: Int) throws(RuntimeError) -> InstanceCgroup {
+    /// missing (an existing one — a predecessor's leftovers still dying — is reused), with
+    /// `limits` written into it (see `applyLimits`). Pass its `fd` as `SpawnRequest.cgroupFD`.
+    /// Cancels a pending `removeWhenEmpty` of it.
+    public func instance(service: String, index: Int,
+                         limits: ResourceLimits = ResourceLimits()) throws(RuntimeError) -> InstanceCgroup {
         let serviceDir = serviceDirectory(service)
         if access(serviceDir, F_OK) != 0 {
             try CgroupFS.makeDirectory(path + "/" + Self.servicesDirectory)
@@ -146,10 +149,67 @@ public final class CgroupTree {
         }
         let dir = serviceDir + "/\(index)"
         pendingRemovals.removeValue(forKey: dir)?.cancel()
+        let reused = access(dir, F_OK) == 0
         try CgroupFS.makeDirectory(dir)
+        do {
+            try applyLimits(limits, to: dir, service: service, reused: reused)
+        } catch {
+            if !reused { _ = CgroupFS.removeDirectory(dir) }
+            throw error
+        }
         let fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw RuntimeError("open \(dir)", errno: errno) }
         return InstanceCgroup(path: dir, fd: fd)
+    }
+
+    /// Writes `limits` into the instance cgroup `dir` before anything runs in it. A reused
+    /// cgroup is first reset to the kernel's defaults (a reload may have removed a limit).
+    /// A limit whose controller the cgroup lacks is an error, never silently skipped: first
+    /// the controller is enabled from the top of our subtree down (`<own>`, `services`,
+    /// `<svc>`), as systemd enables a controller for a unit that needs it — which works when
+    /// our own cgroup was given it (`cgroup.controllers`); if it was not, the error says so.
+    private func applyLimits(_ limits: ResourceLimits, to dir: String, service: String,
+                             reused: Bool) throws(RuntimeError) {
+        if reused {
+            for d in ResourceLimits.cgroupDefaults { _ = CgroupFS.writeFile(dir + "/" + d.file, d.value) }
+        }
+        let settings = limits.cgroupSettings
+        guard !settings.isEmpty else { return }
+        var available = Self.controllers(of: dir)
+        for s in settings where !available.contains(s.controller) {
+            enableController(s.controller, service: service)
+            available = Self.controllers(of: dir)
+            guard available.contains(s.controller) else {
+                let here = available.isEmpty ? "none" : available.sorted().joined(separator: " ")
+                throw RuntimeError("\(s.key) needs the \(s.controller) controller, which this cgroup does not have "
+                                   + "(controllers here: \(here))")
+            }
+        }
+        for s in settings where !CgroupFS.writeFile(dir + "/" + s.file, s.value) {
+            throw RuntimeError("\(s.key): writing \"\(s.value)\" to \(s.file)", errno: errno)
+        }
+    }
+
+    /// `+controller` into the subtree_control of `<own>`, `<own>/services` and the service's
+    /// directory, top down; best effort (applyLimits checks the result).
+    private func enableController(_ controller: String, service: String) {
+        for dir in [path, path + "/" + Self.servicesDirectory, serviceDirectory(service)] {
+            guard CgroupFS.writeFile(dir + "/cgroup.subtree_control", "+" + controller) else { return }
+        }
+        if !controllers.contains(controller) { controllers.append(controller) }
+    }
+
+    /// The controllers a cgroup can use (its cgroup.controllers).
+    static func controllers(of dir: String) -> Set<String> {
+        Set((readSmallFile(dir + "/cgroup.controllers") ?? "").split(whereSeparator: \.isWhitespace).map(String.init))
+    }
+
+    /// Why an instance with `limits` cannot start when the daemon has no delegated cgroup
+    /// (`CgroupTree.takeOver()` failed); nil when it has no limits.
+    public static func limitsProblemWithoutCgroup(_ limits: ResourceLimits) -> String? {
+        guard let s = limits.cgroupSettings.first else { return nil }
+        return "\(s.key) needs the \(s.controller) controller, which ringmasterd cannot use: "
+            + "it has no delegated cgroup (see its start-up log)"
     }
 
     /// Removes `cgroup`'s directory now if it is empty, else once it is (watching its
@@ -290,4 +350,18 @@ public final class InstanceCgroup {
 
     /// usage_usec of cpu.stat, in ns (present without the cpu controller too).
     public var cpuUsageNSec: UInt64? { CgroupFS.readCPUUsage(path) }
+
+    /// How many processes the kernel's OOM killer killed in this cgroup (`oom_kill` of
+    /// memory.events); nil without the memory controller.
+    public var oomKills: UInt64? {
+        readSmallFile("memory.events", limit: 1024, relativeTo: fd).flatMap(parseOOMKills)
+    }
+}
+
+/// `oom_kill N` of a memory.events text.
+func parseOOMKills(_ events: String) -> UInt64? {
+    for line in events.split(separator: "\n") where line.hasPrefix("oom_kill ") {
+        return UInt64(line.dropFirst("oom_kill ".count))
+    }
+    return nil
 }

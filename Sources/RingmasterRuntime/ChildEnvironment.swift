@@ -61,6 +61,7 @@ public struct ChildEnvironment {
 
     public func forChild(service: ServiceConfig, instance: Int, notifySocket: String) -> [String] {
         var env = base
+        for v in service.envFileEnvironment { set(&env, v.name, v.value) }
         for v in service.environment { set(&env, v.name, v.value) }
         set(&env, "RINGMASTER_SERVICE", service.name)
         set(&env, "RINGMASTER_INSTANCE", String(instance))

@@ -7,7 +7,7 @@ import Systemd
 /// `InstanceEvent` for the core.
 extension Supervisor {
     func spawn(slot: ServiceSlot, index: Int, process: InstanceProcess) -> InstanceEvent {
-        let cfg = slot.machine.config
+        let cfg = slot.machine.config.forInstance(index)  // placeholders filled for this instance
         let label = "\(cfg.name).\(index)"
         process.reset()
 
@@ -32,12 +32,14 @@ extension Supervisor {
         request.nofileSoftLimit = environment.nofileSoftLimit
         if let cgroups {
             do {
-                let cgroup = try cgroups.instance(service: cfg.name, index: index)
+                let cgroup = try cgroups.instance(service: cfg.name, index: index, limits: cfg.limits)
                 process.cgroup = cgroup
                 request.cgroupFD = cgroup.fd
             } catch {
                 return spawnFailed(label, slot: slot, index: index, reason: "cgroup: \(error)")
             }
+        } else if let problem = CgroupTree.limitsProblemWithoutCgroup(cfg.limits) {
+            return spawnFailed(label, slot: slot, index: index, reason: problem)
         }
 
         var writeEnd: Int32 = -1

@@ -225,13 +225,13 @@ final class ConfigValidationTests: XCTestCase {
              ["c.toml:6:15: dependency cycle: b -> b",
               "c.toml:9:15: dependency cycle: a -> b -> c -> a"]),
             ("[services.web]\ncommand = [\"app\", \"--fd={socket.http.fd}\"]",
-             [#"c.toml:2:19: placeholder {socket.http.fd} names socket "http", which is not in this service's sockets"#]),
+             [#"c.toml:2:25: placeholder {socket.http.fd} names socket "http", which is not in this service's sockets"#]),
             ("[services.web]\ncommand = [\"app\", \"{socket.http}\"]",
-             [#"c.toml:2:19: unknown placeholder "{socket.http}": expected {socket.NAME.fd}"#]),
+             [#"c.toml:2:20: unknown placeholder "{socket.http}": expected {socket.NAME.fd}"#]),
             ("[services.web]\ncommand = [\"app\", \"{socket.http.fd\"]",
-             [#"c.toml:2:19: unknown placeholder "{socket.http.fd": expected {socket.NAME.fd}"#]),
+             [#"c.toml:2:20: unterminated placeholder "{socket.http.fd": missing '}'"#]),
             ("[services.web]\ncommand = \"app --fd {socket.h.fd}\"\nshell = true",
-             [#"c.toml:2:11: placeholder {socket.h.fd} names socket "h", which is not in this service's sockets"#]),
+             [#"c.toml:2:21: placeholder {socket.h.fd} names socket "h", which is not in this service's sockets"#]),
             ("[services.web]\ncommand = \"app\"",
              ["c.toml:2:11: command must be an array of strings, not a string (or set shell = true to run it with /bin/sh -c)"]),
             ("[services.web]\ncommand = []", ["c.toml:2:11: command must not be empty"]),
@@ -331,20 +331,6 @@ final class ConfigValidationTests: XCTestCase {
     func testSyntaxErrorStopsBeforeValidation() {
         XCTAssertEqual(errors("[services.web]\ncommand = [\"x\"\nrestrat = 1"),
                        ["c.toml:3:1: expected ',' or ']' in the array, found 'r'"])
-    }
-
-    func testPlaceholders() {
-        let p = ConfigValidator.placeholders(in: "a{socket.x.fd}b{socket.y.z.fd}{socket.}{not}{socket.q")
-        XCTAssertEqual(p, [
-            .init(text: "{socket.x.fd}", socket: "x"),
-            .init(text: "{socket.y.z.fd}", socket: "y.z"),
-            .init(text: "{socket.}", socket: nil),
-            .init(text: "{socket.q", socket: nil),
-        ])
-        XCTAssertEqual(ConfigValidator.substitutePlaceholders("--a={socket.a.fd} --b={socket.b.fd} {socket.a.fd}",
-                                                              sockets: ["b", "a"]),
-                       "--a=4 --b=3 4")
-        XCTAssertEqual(ConfigValidator.substitutePlaceholders("awk '{print}'", sockets: []), "awk '{print}'")
     }
 
     func testClosestMatch() {

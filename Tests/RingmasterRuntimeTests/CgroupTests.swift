@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import RingmasterCore
 @testable import RingmasterRuntime
 import Systemd
 import XCTest
@@ -236,6 +237,43 @@ final class CgroupTests: XCTestCase {
         tree.removeWhenEmpty(cgroup, loop: loop)
         _ = try tree.instance(service: "web", index: 0)
         XCTAssertEqual(tree.pendingRemovalPaths, [])
+    }
+
+    /// Limits go into the instance's cgroup before anything runs there, or — without the
+    /// controller (these machines' hybrid v2 hierarchy has none) — the instance cgroup is not
+    /// made at all and the error names the key and the controller.
+    func testLimitsAreWrittenOrRefusedWithTheReason() throws {
+        let root = try makeTestCgroup()
+        let tree = CgroupTree(path: root)
+        var limits = ResourceLimits()
+        limits.memoryMax = .bytes(64 << 20)
+        limits.pidsMax = 64
+        if CgroupTree.controllers(of: root).isSuperset(of: ["memory", "pids"]) {
+            let cgroup = try tree.instance(service: "web", index: 0, limits: limits)
+            XCTAssertEqual(readSmallFile(cgroup.path + "/memory.max").map(CgroupFS.trimmed), "67108864")
+            XCTAssertEqual(readSmallFile(cgroup.path + "/memory.oom.group").map(CgroupFS.trimmed), "1")
+            XCTAssertEqual(readSmallFile(cgroup.path + "/pids.max").map(CgroupFS.trimmed), "64")
+            XCTAssertEqual(cgroup.oomKills, 0)
+            // Reused without limits (a reload removed them): back to the defaults.
+            let again = try tree.instance(service: "web", index: 0)
+            XCTAssertEqual(readSmallFile(again.path + "/memory.max").map(CgroupFS.trimmed), "max")
+            XCTAssertEqual(readSmallFile(again.path + "/pids.max").map(CgroupFS.trimmed), "max")
+        } else {
+            XCTAssertThrowsError(try tree.instance(service: "web", index: 0, limits: limits)) { error in
+                XCTAssertTrue("\(error)".hasPrefix("memory-max needs the memory controller, which this cgroup does not have (controllers here: "),
+                              "\(error)")
+            }
+            XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/services/web/0"), "made but not usable")
+        }
+        XCTAssertNoThrow(try tree.instance(service: "web", index: 1), "no limits: always")
+        XCTAssertEqual(CgroupTree.limitsProblemWithoutCgroup(limits),
+                       "memory-max needs the memory controller, which ringmasterd cannot use: it has no delegated cgroup (see its start-up log)")
+        XCTAssertNil(CgroupTree.limitsProblemWithoutCgroup(ResourceLimits()))
+    }
+
+    func testOOMKillsFromMemoryEvents() {
+        XCTAssertEqual(parseOOMKills("low 0\nhigh 3\nmax 7\noom 2\noom_kill 2\noom_group_kill 1\n"), 2)
+        XCTAssertNil(parseOOMKills("low 0\n"))
     }
 
     func testDelegationRule() throws {

@@ -1,0 +1,169 @@
+#!/bin/bash
+# Per-instance cgroup limits on a real host: pure cgroup v2 with systemd as PID 1 and a user
+# manager that delegates memory, pids and cpu (the real-host VM, issue 10). Run as root inside
+# the guest, once the user's ringmaster.service runs (boot1, after the install step):
+#
+#   bash tests/realhost/limits.sh          # RINGMASTER_USER=alice by default
+#
+# It adds conf.d/90-realhost-limits.toml to the user's config, `ringctl reload`s, checks what
+# the kernel does with each limit, then removes the file and reloads again:
+#   - memory-max = "64M": a child that keeps allocating is OOM-killed (oom_kill in the
+#     service's memory.events), as a whole instance (memory.oom.group = 1), and restarted;
+#   - pids-max = 64: a fork bomb stays at 64 processes while the daemon and the other
+#     services are unaffected; it stops cleanly;
+#   - cpu-max = "20%": a busy loop gets 20 % of a CPU, ± 5 %.
+# Prints one line per check ("ok NAME" or "FAIL NAME: why", the real-host suite's format, also
+# appended to $REALHOST_OUT/checks.txt when set), then "limits: N passed, N failed" last.
+# Exit 0 when every check passed, 1 otherwise.
+set -u
+
+USER_NAME=${RINGMASTER_USER:-alice}
+uid=$(id -u "$USER_NAME") || { echo "limits: no user $USER_NAME"; echo "limits: 0 passed, 1 failed"; exit 1; }
+home=$(getent passwd "$USER_NAME" | cut -d: -f6)
+runtime=/run/user/$uid
+confd=$home/.config/ringmaster/conf.d
+dropin=$confd/90-realhost-limits.toml
+passed=0
+failed=0
+
+record() {
+    printf '%s\n' "$1"
+    if [[ -n ${REALHOST_OUT:-} ]]; then printf '%s\n' "$1" >> "$REALHOST_OUT/checks.txt"; fi
+}
+pass() { passed=$((passed + 1)); record "ok $1"; }
+fail() { failed=$((failed + 1)); record "FAIL $1: $(printf '%s' "$2" | tr '\n' ' ' | cut -c1-600)"; }
+# check NAME CMD...: passes when CMD exits 0; its output is the reason otherwise.
+check() {
+    local name=$1 out rc; shift
+    out=$("$@" 2>&1); rc=$?
+    if [[ $rc -eq 0 ]]; then pass "$name"; else fail "$name" "exit $rc: $out"; fi
+    return $rc
+}
+# wait_for SECONDS CMD...: until CMD succeeds (every 0.1 s), at most SECONDS.
+wait_for() {
+    local deadline=$((SECONDS + $1)); shift
+    until "$@" >/dev/null 2>&1; do
+        ((SECONDS >= deadline)) && return 1
+        sleep 0.1
+    done
+}
+as_user() {
+    runuser -u "$USER_NAME" -- env -i HOME="$home" USER="$USER_NAME" LOGNAME="$USER_NAME" SHELL=/bin/bash \
+        PATH="$home/.local/bin:/usr/local/bin:/usr/bin:/bin" \
+        XDG_RUNTIME_DIR="$runtime" DBUS_SESSION_BUS_ADDRESS="unix:path=$runtime/bus" "$@"
+}
+# field SERVICE KEY: one key of `ringctl status --json SERVICE` (pids space-separated).
+field() {
+    as_user ringctl status --json "$1" | python3 -c '
+import json, sys
+v = json.load(sys.stdin)[0][sys.argv[1]]
+print(" ".join(map(str, v)) if isinstance(v, list) else ("" if v is None else v))' "$2"
+}
+main_pid() { as_user systemctl --user show -p MainPID --value ringmaster.service; }
+# value FILE KEY: the number after KEY in a flat-keyed cgroup file (memory.events, cpu.stat).
+value() { awk -v k="$2" '$1 == k { print $2 }' "$1" 2>/dev/null; }
+finish() {
+    echo "limits: $passed passed, $failed failed"
+    [[ $failed -eq 0 ]]
+    exit
+}
+
+cg=/sys/fs/cgroup$(as_user systemctl --user show -p ControlGroup --value ringmaster.service)
+echo "    ringmaster.service cgroup: $cg ($(cat "$cg/cgroup.controllers" 2>&1))"
+services=$cg/services
+if ! check "ringmaster.service runs, with a cgroup" test -d "$services"; then finish; fi
+echo "    swap: $(tail -n +2 /proc/swaps | wc -l) device(s) (memory-max OOM-kills only once nothing is left to swap)"
+
+# Everything else the user runs, to compare after the fork bomb.
+others_before=$(as_user ringctl status --json | python3 -c '
+import json, sys
+print(sorted((s["name"], tuple(sorted(s["pids"]))) for s in json.load(sys.stdin)))')
+daemon=$(main_pid)
+
+install -d -o "$USER_NAME" -g "$USER_NAME" "$confd"
+cat > "$dropin" <<'TOML'
+# tests/realhost/limits.sh: removed again at its end
+[services.limits-hog]
+command = ["python3", "-c", "import time\nchunks = []\nwhile True:\n    chunks.append(b'x' * (1 << 20))\n    time.sleep(0.002)\n"]
+memory-max = "64M"
+restart-delay = "1s"
+
+[services.limits-bomb]
+command = ["/bin/sh", "-c", "while :; do sleep 1000 & done"]
+pids-max = 64
+stop-timeout = "3s"
+
+[services.limits-spin]
+command = ["/bin/sh", "-c", "while :; do :; done"]
+cpu-max = "20%"
+
+[services.limits-calm]
+command = ["sleep", "100000"]
+TOML
+chown "$USER_NAME:$USER_NAME" "$dropin"
+check "ringctl check accepts the limit keys" as_user ringctl check
+check "ringctl reload adds the limit services" as_user ringctl reload
+running() { [[ $(field "$1" state) == running ]]; }
+
+# --- memory-max ---------------------------------------------------------------------------
+hog=$services/limits-hog
+wait_for 10 test -e "$hog/0/memory.max"
+check "memory-max = 64M is in the instance's memory.max" test "$(cat "$hog/0/memory.max" 2>&1)" = 67108864
+check "memory.oom.group = 1 in the instance's cgroup" test "$(cat "$hog/0/memory.oom.group" 2>&1)" = 1
+oom_killed() { [[ $(value "$hog/memory.events" oom_kill) -ge 1 ]]; }
+wait_for 30 oom_killed
+check "the allocating child is OOM-killed (oom_kill $(value "$hog/memory.events" oom_kill) in memory.events)" oom_killed
+restarted() { [[ $(field limits-hog restarts) -ge 1 ]]; }
+wait_for 20 restarted
+check "the OOM-killed instance is restarted (restarts: $(field limits-hog restarts))" restarted
+as_user ringctl stop limits-hog > /dev/null 2>&1
+
+# --- pids-max ------------------------------------------------------------------------------
+bomb=$services/limits-bomb/0
+check "pids-max = 64 is in the instance's pids.max" test "$(cat "$bomb/pids.max" 2>&1)" = 64
+at_limit() { [[ $(cat "$bomb/pids.current" 2>/dev/null) -ge 64 ]]; }
+wait_for 20 at_limit
+check "the fork bomb reaches the limit (pids.current $(cat "$bomb/pids.current" 2>&1))" at_limit
+highest=0
+for _ in $(seq 20); do
+    n=$(cat "$bomb/pids.current" 2>/dev/null || echo 0)
+    ((n > highest)) && highest=$n
+    sleep 0.1
+done
+check "the fork bomb stays at 64 (highest pids.current in 2 s: $highest)" test "$highest" -le 64
+check "pids.events counts the refused forks ($(value "$bomb/pids.events" max))" test "$(value "$bomb/pids.events" max)" -gt 0
+check "the daemon is unaffected (same MainPID, answers within 5 s)" \
+    as_user bash -c '[[ $(systemctl --user show -p MainPID --value ringmaster.service) == "$1" ]] && timeout 5 ringctl status >/dev/null' \
+    _ "$daemon"
+wait_for 10 running limits-calm
+calm=$(field limits-calm pids)
+check "another new service starts and runs beside the bomb (limits-calm pid $calm)" running limits-calm
+others_during=$(as_user ringctl status --json | python3 -c '
+import json, sys
+print(sorted((s["name"], tuple(sorted(s["pids"]))) for s in json.load(sys.stdin) if not s["name"].startswith("limits-")))')
+check "the user's other services kept their processes" test "$others_during" = "$others_before"
+as_user ringctl stop limits-bomb > /dev/null 2>&1
+bomb_gone() { [[ ! -e $bomb/cgroup.procs ]] || ! grep -q . "$bomb/cgroup.procs"; }
+wait_for 15 bomb_gone
+check "ringctl stop ends the whole fork bomb" bomb_gone
+
+# --- cpu-max -------------------------------------------------------------------------------
+spin=$services/limits-spin/0
+check "cpu-max = 20% is in the instance's cpu.max" test "$(cat "$spin/cpu.max" 2>&1)" = "20000 100000"
+wait_for 10 running limits-spin
+sleep 1
+u0=$(value "$spin/cpu.stat" usage_usec); t0=$(date +%s%N)
+sleep 5
+u1=$(value "$spin/cpu.stat" usage_usec); t1=$(date +%s%N)
+u0=${u0:-0} u1=${u1:-0}
+share=$(awk -v du="$((u1 - u0))" -v dt="$(((t1 - t0) / 1000))" 'BEGIN { printf "%.3f", du / dt }')
+check "a busy loop gets 20% ± 5% of a CPU (measured $share over 5 s)" \
+    awk -v s="$share" 'BEGIN { exit !(s >= 0.15 && s <= 0.25) }'
+
+# --- clean up -------------------------------------------------------------------------------
+rm -f "$dropin"
+check "ringctl reload removes the limit services" as_user ringctl reload
+gone() { ! as_user ringctl status --json | grep -q '"limits-'; }
+wait_for 20 gone
+check "the limit services are gone" gone
+finish
