@@ -5,6 +5,8 @@
 #   make demo     build, then run ringmasterd on contrib/examples/demo.toml in the foreground
 #   make check    every test: unit tests, then the integration tests inside a private
 #                 systemd user session (scripts/systemd-session)
+#   make check-host  the real-host suite: a Debian 12 VM, systemd as PID 1, two real users
+#                 (scripts/realhost, docs/testing.md)
 #
 # SCRATCH=DIR puts the build somewhere else than .build (e.g. a second tree: .build-NAME).
 
@@ -71,6 +73,15 @@ faults: build-debug build
 	$(SESSION) -- env "RINGMASTER_BIN_DIR=$$($(SWIFT) build $(SWIFTPM) $(RELEASE) --show-bin-path)" \
 	    RINGMASTER_FUZZ_INPUTS=1000000 \
 	    $(SWIFT) test $(SWIFTPM) --skip-build --filter 'IntegrationTests\.Fault|RingmasterCoreTests\.Fault|DBusTests\.Fault|RingmasterRuntimeTests\.CgroupTests/testPidByPid'
+
+# The real-host suite (docs/testing.md): the release binaries installed as the README says,
+# as a real user, in a throw-away Debian 12 VM (systemd as PID 1, pure cgroup v2, lingering),
+# booted twice. Builds the VM image once (cached in .build-realhost/, rebuilt when
+# scripts/realhost-image changes). REALHOST_TIMEOUT=SECONDS: the hard limit for the VM run.
+.PHONY: check-host
+check-host: build
+	$(SUDO) scripts/realhost --bin-dir "$$($(SWIFT) build $(SWIFTPM) $(RELEASE) --show-bin-path)" \
+	    $(if $(REALHOST_TIMEOUT),--timeout $(REALHOST_TIMEOUT))
 
 clean:
 	rm -rf $(SCRATCH)
