@@ -37,11 +37,3 @@ struct Backlog: Equatable, Sendable {
 
     mutating func removeAll() { items.removeAll(); head = 0; queued.removeAll() }
 }
-
-/// At most ~256 bytes of user input, quoted, for a message: a 20 MB name gives no 20 MB reply.
-public func quotedForMessage(_ text: String, limit: Int = 256) -> String {
-    if text.utf8.count <= limit { return "\"\(text)\"" }
-    var cut = text.utf8.prefix(limit)
-    while !cut.isEmpty, String(cut) == nil { cut = cut.dropLast() }
-    return "\"\(String(decoding: cut, as: UTF8.self))…\" (\(text.utf8.count) bytes)"
-}

@@ -117,6 +117,11 @@ public struct ServiceConfig: Equatable, Hashable, Sendable {
     /// surely a typo (and would exhaust the machine).
     public static let maximumInstances = 10_000
 
+    /// What is wrong with `n` as an instance count (the config's `instances`, a scale command).
+    public static func instancesProblem(_ n: Int64, maximum: Int = maximumInstances) -> String? {
+        (0...Int64(maximum)).contains(n) ? nil : "instances must be between 0 and \(maximum), not \(n)"
+    }
+
     public var name: String
     /// argv; with `shell`, a single string run by `/bin/sh -c`.
     public var command: [String]

@@ -154,8 +154,8 @@ extension ConfigValidator {
             error(value.location, "instances must be an integer, not \(value.typeNameWithArticle)")
             return nil
         }
-        guard n >= 0, n <= Int64(Self.maximumInstances) else {
-            error(value.location, "instances must be between 0 and \(Self.maximumInstances), not \(n)")
+        if let problem = ServiceConfig.instancesProblem(n) {
+            error(value.location, problem)
             return nil
         }
         return Int(n)

@@ -26,7 +26,8 @@ public struct ReloadPlan: Equatable, Sendable, CustomStringConvertible {
             && a.verdicts.map(\.verdict) == b.verdicts.map(\.verdict)
     }
 
-    /// `old`: the running services' configs (with the instance count they are meant to have);
+    /// `old`: the running services' configs as the files said (a count set by a scale command
+    /// is not a change of the file: a reload that leaves the file's `instances` alone keeps it);
     /// `wanted`: the names of those wanted up now; `changedSockets`: sockets whose descriptor
     /// is not the one the running processes hold.
     public init(old: [ServiceConfig], wanted: Set<String>, new: Config, changedSockets: Set<String>) {
@@ -70,9 +71,7 @@ extension Stack {
         var old: [ServiceConfig] = []
         var wanted = Set<String>()
         for e in services {
-            var c = e.machine.config
-            c.instances = e.instancesWanted
-            old.append(c)
+            old.append(e.configured)
             if e.machine.wanted { wanted.insert(e.name) }
         }
         return ReloadPlan(old: old, wanted: wanted, new: new, changedSockets: changedSockets)
@@ -85,7 +84,7 @@ extension Stack {
     /// nothing, when the new config needs more instances than the open-file limit allows.
     public mutating func reload(to new: Config, changedSockets: Set<String>, now: USec) throws(CommandError)
         -> (plan: ReloadPlan, actions: [StackAction]) {
-        if shuttingDown { throw .failed("ringmasterd is shutting down") }
+        if shuttingDown { throw .shuttingDown }
         try checkCapacity(of: new)
         let plan = plan(for: new, changedSockets: changedSockets)
         var out: [StackAction] = []
@@ -108,9 +107,10 @@ extension Stack {
         for service in new.services {
             if var e = byName[service.name] {
                 e.machine.replaceConfig(service)
+                e.configured = service
                 kept.append(e)
             } else {
-                kept.append(StackEntry(id: allocateID(), machine: newMachine(service)))
+                kept.append(StackEntry(id: allocateID(), machine: newMachine(service), configured: service))
                 out.append(.serviceAdded(kept[kept.count - 1].id))
             }
         }
@@ -122,6 +122,8 @@ extension Stack {
             touch(id)
             switch plan.verdict(of: service.name) {
             case .changed?:
+                // A changed service takes the file's instance count again (a scale command's
+                // count lasts until then).
                 cancelRollingRestart(id, scaleBack: false)
                 if e.machine.wantedInstances != service.instances { resize(id, to: service.instances) }
                 if e.machine.wanted { restart.append(id) }
@@ -143,11 +145,8 @@ extension Stack {
                 purgeBacklog(of: id)
                 for i in e.machine.instances.indices { feed(.stopRequested, to: id, instance: i, now: now, into: &out) }
                 enqueue(.startRequested, id, instances: e.machine.instances.indices)
-            } else if canRoll(e) {
-                beginRollingRestart(id, into: &out)
             } else {
-                purgeBacklog(of: id)
-                enqueue(.restartRequested, id, instances: e.machine.instances.indices)
+                replaceProcesses(id, into: &out)
             }
         }
         finish(now: now, into: &out)

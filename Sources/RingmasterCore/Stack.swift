@@ -24,10 +24,14 @@ public enum CommandError: Error, Equatable, Sendable, CustomStringConvertible {
     case invalidArgument(String)
     case failed(String)
 
+    /// Every command, and a reload, once shutdown has begun.
+    public static let shuttingDown = CommandError.failed("ringmasterd is shutting down")
+
+    /// One line, at most ~512 bytes of it the caller's input (`boundedEcho`).
     public var description: String {
         switch self {
-        case let .noSuchService(name): return "no service named \(quotedForMessage(name))"
-        case let .invalidArgument(message), let .failed(message): return message
+        case let .noSuchService(name): return boundedEcho("no service named \"\(name)\"")
+        case let .invalidArgument(message), let .failed(message): return boundedEcho(message)
         }
     }
 }
@@ -86,6 +90,9 @@ public struct StackLimits: Equatable, Sendable {
 public struct StackEntry: Equatable, Sendable {
     public let id: ServiceID
     public internal(set) var machine: ServiceMachine
+    /// the service as the config files say (the machine's instance count may differ: a scale
+    /// command lasts until a reload changes this service's config)
+    public internal(set) var configured: ServiceConfig
     /// removed by a reload, still stopping; dropped once down
     public internal(set) var retiring = false
     /// to be stopped once every service after it is down (shutdown, removal)
@@ -220,7 +227,7 @@ public struct Stack: Equatable, Sendable {
     mutating func purgeBacklog() { backlog.removeAll() }
 
     mutating func append(_ service: ServiceConfig) {
-        entries.append(StackEntry(id: allocateID(), machine: newMachine(service)))
+        entries.append(StackEntry(id: allocateID(), machine: newMachine(service), configured: service))
     }
 
     mutating func allocateID() -> ServiceID {

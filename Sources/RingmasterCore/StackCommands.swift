@@ -3,7 +3,7 @@
 
 extension Stack {
     private func refuseWhileShuttingDown() throws(CommandError) {
-        if shuttingDown { throw .failed("ringmasterd is shutting down") }
+        if shuttingDown { throw .shuttingDown }
     }
 
     /// Starts every autostart service, each once its dependencies are settled.
@@ -75,16 +75,25 @@ extension Stack {
         var out: [StackAction] = []
         guard let e = entry(id), e.rolling == nil else { return out }
         let up = e.machine.wanted && !e.machine.awaitingDependencies && e.machine.alive > 0
-        if !up {
+        if up {
+            replaceProcesses(id, into: &out)
+        } else {
             want(id, retryingFailedDependencies: true, now: now, into: &out)
-        } else if canRoll(e) {
+        }
+        finish(now: now, into: &out)
+        return out
+    }
+
+    /// A fresh process for every instance of a service that is up: rolling when it can roll,
+    /// else every instance restarted (in batches).
+    mutating func replaceProcesses(_ id: ServiceID, into out: inout [StackAction]) {
+        guard let e = entry(id) else { return }
+        if canRoll(e) {
             beginRollingRestart(id, into: &out)
         } else {
             purgeBacklog(of: id)
             enqueue(.restartRequested, id, instances: e.machine.instances.indices)
         }
-        finish(now: now, into: &out)
-        return out
     }
 
     /// Changes the number of instances (0 included): new ones start if the service is
@@ -93,8 +102,8 @@ extension Stack {
     public mutating func scale(_ name: String, to count: Int, now: USec) throws(CommandError) -> [StackAction] {
         try refuseWhileShuttingDown()
         let id = try require(name)
-        guard (0...limits.maximumInstances).contains(count) else {
-            throw .invalidArgument("instances must be between 0 and \(limits.maximumInstances), not \(count)")
+        if let problem = ServiceConfig.instancesProblem(Int64(count), maximum: limits.maximumInstances) {
+            throw .invalidArgument(problem)
         }
         var wanted = instanceCounts()
         wanted[id] = count

@@ -154,7 +154,7 @@ public final class BusService {
 
     /// Reload (the D-Bus method): the daemon's reload, its refusal as an API error.
     func reload() throws {
-        if daemon.state == .stopping { throw BusError(RingmasterBus.ErrorName.failed, "ringmasterd is shutting down") }
+        if daemon.state == .stopping { throw BusService.busError(.shuttingDown) }
         switch daemon.reload() {
         case .success: return
         case let .failure(errors): throw BusError(RingmasterBus.ErrorName.invalidConfig, errors.description)

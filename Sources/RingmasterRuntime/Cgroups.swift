@@ -288,22 +288,40 @@ public struct CgroupUnavailable: Error, CustomStringConvertible {
 /// (CgroupTree.removeWhenEmpty removes it).
 public final class InstanceCgroup {
     public let path: String
-    /// O_DIRECTORY|O_CLOEXEC: for clone3's CLONE_INTO_CGROUP (`SpawnRequest.cgroupFD`).
-    public let fd: Int32
+    /// O_DIRECTORY|O_CLOEXEC, for clone3's CLONE_INTO_CGROUP (`SpawnRequest.cgroupFD`); -1
+    /// once `releaseDirectory()` closed it after the spawn: an instance then costs the daemon
+    /// no descriptor for its cgroup (10,000 instances fit a 20,000-descriptor limit), and each
+    /// later use opens the directory for the time it takes.
+    public private(set) var fd: Int32
 
     init(path: String, fd: Int32) {
         self.path = path
         self.fd = fd
     }
 
-    deinit { close(fd) }
+    deinit { releaseDirectory() }
+
+    /// Closes the directory once the instance's process is in it.
+    public func releaseDirectory() {
+        if fd >= 0 { close(fd) }
+        fd = -1
+    }
+
+    /// `body` with a descriptor of the directory: the held one, or one open for the call.
+    private func withDirectory<T>(otherwise: T, _ body: (Int32) -> T) -> T {
+        if fd >= 0 { return body(fd) }
+        let d = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard d >= 0 else { return otherwise }
+        defer { close(d) }
+        return body(d)
+    }
 
     /// SIGKILL to every process in the cgroup and below, atomically (cgroup.kill, Linux ≥ 5.14);
     /// before 5.14, SIGKILL to each pid in cgroup.procs, repeated while new ones appear.
     /// False when nothing could be done (the cgroup is gone or not ours).
     @discardableResult
     public func kill() -> Bool {
-        let k = openat(fd, "cgroup.kill", O_WRONLY | O_CLOEXEC)
+        let k = withDirectory(otherwise: -1) { openat($0, "cgroup.kill", O_WRONLY | O_CLOEXEC) }
         if k >= 0 {
             defer { close(k) }
             if write(k, "1", 1) == 1 { return true }
@@ -339,14 +357,14 @@ public final class InstanceCgroup {
     /// Whether a live process is in the cgroup or below ("populated" in cgroup.events);
     /// false when the cgroup is gone.
     public var isPopulated: Bool {
-        let events = openat(fd, "cgroup.events", O_RDONLY | O_CLOEXEC)
+        let events = withDirectory(otherwise: -1) { openat($0, "cgroup.events", O_RDONLY | O_CLOEXEC) }
         guard events >= 0 else { return false }
         defer { close(events) }
         return CgroupFS.readPopulated(fd: events) ?? false
     }
 
     /// The pids in the cgroup and below.
-    public var pids: [Int32] { CgroupFS.processes(directory: fd) }
+    public var pids: [Int32] { withDirectory(otherwise: []) { CgroupFS.processes(directory: $0) } }
 
     /// usage_usec of cpu.stat, in ns (present without the cpu controller too).
     public var cpuUsageNSec: UInt64? { CgroupFS.readCPUUsage(path) }
@@ -354,7 +372,7 @@ public final class InstanceCgroup {
     /// How many processes the kernel's OOM killer killed in this cgroup (`oom_kill` of
     /// memory.events); nil without the memory controller.
     public var oomKills: UInt64? {
-        readSmallFile("memory.events", limit: 1024, relativeTo: fd).flatMap(parseOOMKills)
+        withDirectory(otherwise: nil) { readSmallFile("memory.events", limit: 1024, relativeTo: $0).flatMap(parseOOMKills) }
     }
 }
 

@@ -39,18 +39,19 @@ public final class Daemon {
         self.log = log
         self.passed = passed
         self.supervisor = Supervisor(config: config, loop: loop, log: log, environment: environment,
-                                     limits: Daemon.limits())
+                                     limits: Daemon.limits(console: log.target == .console))
         supervisor.onChange = { [unowned self] in self.changed() }
     }
 
     /// What the core may do per step, and the open-file limit it checks instance counts against
-    /// (after `ChildEnvironment.raiseFileLimit()`): per instance a pidfd, a notify socket and a
-    /// cgroup directory (or a console pipe).
-    static func limits() -> StackLimits {
+    /// (after `ChildEnvironment.raiseFileLimit()`): per instance its pidfd, and in console mode
+    /// the pipe its output is read from (the notify socket is one for all, the cgroup
+    /// directory is closed once the process is in it).
+    static func limits(console: Bool) -> StackLimits {
         var rl = rlimit()
         let files = getrlimit(Int32(RLIMIT_NOFILE.rawValue), &rl) == 0 && rl.rlim_cur != rlim_t.max
             ? Int(clamping: rl.rlim_cur) : nil
-        return StackLimits(fileLimit: files, filesPerInstance: 3, filesReserved: 256)
+        return StackLimits(fileLimit: files, filesPerInstance: console ? 2 : 1, filesReserved: 256)
     }
 
     /// Refuses a config whose instances the open-file limit cannot hold.
@@ -92,7 +93,7 @@ public final class Daemon {
     public func reload() -> Result<ReloadPlan, ConfigErrors> {
         guard state != .stopping else {
             return .failure(ConfigErrors([ConfigDiagnostic(SourceLocation(file: configPath, line: 1, column: 1),
-                                                           "ringmasterd is stopping")]))
+                                                           ControlError.shuttingDown.description)]))
         }
         let previous = state
         setState(.reloading)

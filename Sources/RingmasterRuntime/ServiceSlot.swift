@@ -60,15 +60,11 @@ final class InstanceProcess {
     /// its own cgroup when delegated; outlives `pid` like `pgid`
     var cgroup: InstanceCgroup?
     var child: EventSource?
-    var notify: NotifySocket?
-    var notifySource: EventSource?
     var timers: [InstanceTimer: EventSource] = [:]
     var status: String?
 
     func reset() {
         child = nil
-        notifySource = nil
-        notify = nil
         status = nil
     }
 }

@@ -40,6 +40,13 @@ public final class Supervisor {
     /// the next batch of the core's backlog, at idle priority: D-Bus calls, exits and the
     /// watchdog are served between batches
     private var continuation: EventSource?
+    /// The daemon's one notify socket (`NOTIFY_SOCKET` of every instance) and its source;
+    /// each message is attributed by its sender's pid (SCM_CREDENTIALS) through these indexes.
+    var notifySocket: NotifySocket?
+    var notifySource: EventSource?
+    /// instances by the pid of their main process, and by their cgroup directory
+    var instanceByPID: [Int32: (ServiceID, Int)] = [:]
+    var instanceByCgroup: [String: (ServiceID, Int)] = [:]
     /// a change (`onChange`) is waiting for the end of the current hold
     private var changePending = false
     /// set by `perform` when it arms a restart timer that is already due
@@ -203,7 +210,10 @@ public final class Supervisor {
             process.cgroup?.kill()   // the whole cgroup: setsid() grandchildren too
             if process.pid == nil {
                 process.pgid = nil
-                if let cgroup = process.cgroup { cgroups?.removeWhenEmpty(cgroup, loop: loop) }
+                if let cgroup = process.cgroup {
+                    cgroups?.removeWhenEmpty(cgroup, loop: loop)
+                    if instanceByCgroup[cgroup.path].map({ $0 == (slot.id, index) }) == true { instanceByCgroup[cgroup.path] = nil }
+                }
                 process.cgroup = nil
             }
         case let .armTimer(timer, deadline):

@@ -13,14 +13,10 @@ extension Supervisor {
 
         let notify: NotifySocket
         do {
-            notify = try NotifySocket()
-            process.notifySource = try loop.onReadable(fd: notify.fd) { [weak self, unowned slot, unowned notify] _ in
-                self?.notifyReadable(notify, slot: slot, index: index)
-            }
+            notify = try sharedNotifySocket()
         } catch {
             return spawnFailed(label, slot: slot, index: index, reason: "notify socket: \(error)")
         }
-        process.notify = notify
 
         var request = SpawnRequest(argv: [], environment: [], listenPID: !cfg.sockets.isEmpty,
                                    workingDirectory: nil, stdin: environment.devNull, stdout: 2, stderr: 2,
@@ -67,6 +63,11 @@ extension Supervisor {
         }
         process.pid = child.pid
         process.pgid = child.pid // setsid() in the child: its own session and process group
+        instanceByPID[child.pid] = (slot.id, index)
+        if let cgroup = process.cgroup {
+            instanceByCgroup[cgroup.path] = (slot.id, index)
+            cgroup.releaseDirectory() // the process is in it: no descriptor kept per instance
+        }
         do {
             process.child = try loop.watchChild(pidfd: child.pidfd) { [weak self, unowned slot] exit in
                 self?.childExited(exit, slot: slot, index: index)
@@ -112,8 +113,7 @@ extension Supervisor {
         let status = ExitStatus(exit)
         process.pid = nil
         process.child = nil
-        process.notifySource = nil
-        process.notify = nil
+        instanceByPID[exit.pid] = nil
         let instances = slot.machine.instances
         let expected = instances.indices.contains(index) && instances[index].state == .stopping
         var e = LogEvent(status.isSuccess || expected ? .info : .warning, "exited",
@@ -126,8 +126,24 @@ extension Supervisor {
         handle(.processExited(status), instance: index, of: slot)
     }
 
-    private func notifyReadable(_ notify: NotifySocket, slot: ServiceSlot, index: Int) {
-        for message in notify.receive() where slot.processes[index]?.acceptsNotify(pid: message.pid, uid: message.uid) == true {
+    /// The daemon's notify socket, made at the first spawn: one descriptor for every instance.
+    private func sharedNotifySocket() throws -> NotifySocket {
+        if let notifySocket { return notifySocket }
+        let socket = try NotifySocket()
+        notifySource = try loop.onReadable(fd: socket.fd) { [weak self] _ in self?.notifyReadable() }
+        notifySocket = socket
+        return socket
+    }
+
+    /// Each message counts for the instance its sender belongs to — found by its pid (the main
+    /// process), its process group, its cgroup or an ancestor — and only if `acceptsNotify`
+    /// (`NotifyAccess`) agrees: a process of another service, or any other process of the
+    /// user, can neither mark an instance ready nor set its STATUS=.
+    private func notifyReadable() {
+        guard let notify = notifySocket else { return }
+        for message in notify.receive() {
+            guard let (id, index) = instance(sending: message.pid, uid: message.uid), let slot = slots[id],
+                  slot.processes[index]?.acceptsNotify(pid: message.pid, uid: message.uid) == true else { continue }
             for line in message.message.split(separator: "\n") {
                 if line == "READY=1" {
                     handle(.readyNotified, instance: index, of: slot)
@@ -138,6 +154,22 @@ extension Supervisor {
                 }
             }
         }
+    }
+
+    private func instance(sending pid: Int32, uid: UInt32) -> (ServiceID, Int)? {
+        guard pid > 0 else { return nil }
+        if let found = instanceByPID[pid] { return found }
+        let sender = NotifySocket.sender(pid: pid, uid: uid, withCgroup: cgroups != nil)
+        if let group = sender.processGroup, let found = instanceByPID[group] { return found }
+        if var dir = sender.cgroup {
+            // the instance's cgroup, or one below it
+            while !dir.isEmpty {
+                if let found = instanceByCgroup[dir] { return found }
+                guard let slash = dir.lastIndex(of: "/") else { break }
+                dir = String(dir[..<slash])
+            }
+        }
+        return sender.ancestors.lazy.compactMap { self.instanceByPID[$0] }.first
     }
 }
 

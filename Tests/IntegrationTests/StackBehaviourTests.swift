@@ -163,15 +163,19 @@ final class StackBehaviourTests: SystemdUnitTestCase {
 
     // MARK: a failed dependency
 
-    /// A dependency that hits its start limit: its dependent never spawns and is `failed` with
-    /// `dependency NAME failed` (FailureReason, `ringctl status`); once the dependency runs,
-    /// `ringctl start` of the dependent tries again and it runs.
+    /// A dependency that hits its start limit before it was ever ready (`ready = "notify"`: a
+    /// `started` one would be ready, and its dependents started, at its first exec): its
+    /// dependent never spawns and is `failed` with `dependency NAME failed` (FailureReason,
+    /// `ringctl status`); once the dependency runs, `ringctl start` of the dependent tries
+    /// again and it runs.
     func testDependentOfAFailedDependencyIsFailedAndStartTriesAgain() throws {
         let db = service("db"), app = service("app")
         let fixed = dir + "/fixed", appStarted = dir + "/app.started"
         try startBusDaemon("""
             [services.\(db)]
-            command = ["/bin/sh", "-c", "[ -e \(fixed) ] && exec sleep 100000; exit 1"]
+            command = ["/bin/sh", "-c", "[ -e \(fixed) ] && exec python3 -c \\"$READY\\"; exit 1"]
+            environment = { READY = "import os, socket, time; socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b'READY=1', os.environ['NOTIFY_SOCKET']); time.sleep(100000)" }
+            ready = "notify"
             restart-delay = "10ms"
             start-limit = { count = 2, interval = "10s" }
             stop-timeout = "2s"

@@ -108,3 +108,20 @@ final class ReloadPlanTests: XCTestCase {
         XCTAssertEqual(d.entry("web").machine.instances.count, 3)
     }
 }
+
+extension ReloadPlanTests {
+    /// A scale command's count lasts until a reload changes that service's config (SPEC).
+    func testAScaledServiceKeepsItsCountUntilItsConfigChanges() throws {
+        var d = StackDriver([service("web", instances: 2), service("other")])
+        d.boot()
+        try d.scale("web", 3)
+        let plan = try d.reload(Config(services: [service("web", instances: 2), service("other") { $0.command = ["/bin/x"] }]))
+        XCTAssertEqual(plan.verdict(of: "web"), .unchanged)
+        XCTAssertEqual(d.entry("web").machine.wantedInstances, 3, "the file's count did not change: the command's stays")
+        XCTAssertEqual(d.signalled(), ["other.0"])
+        try d.reload(Config(services: [service("web", instances: 2) { $0.command = ["/bin/v2"] }, service("other") { $0.command = ["/bin/x"] }]))
+        XCTAssertEqual(d.entry("web").instancesWanted, 2, "a changed service takes the file's count again")
+        try d.reload(Config(services: [service("web", instances: 4) { $0.command = ["/bin/v2"] }, service("other") { $0.command = ["/bin/x"] }]))
+        XCTAssertEqual(d.entry("web").instancesWanted, 4, "the file's count changed: scaled")
+    }
+}
