@@ -27,11 +27,12 @@ public enum CommandError: Error, Equatable, Sendable, CustomStringConvertible {
     /// Every command, and a reload, once shutdown has begun.
     public static let shuttingDown = CommandError.failed("ringmasterd is shutting down")
 
-    /// One line, at most ~512 bytes of it the caller's input (`boundedEcho`).
+    /// One line. (It may quote a caller's input whole: a D-Bus error cuts what it sends,
+    /// `BusError`.)
     public var description: String {
         switch self {
-        case let .noSuchService(name): return boundedEcho("no service named \"\(name)\"")
-        case let .invalidArgument(message), let .failed(message): return boundedEcho(message)
+        case let .noSuchService(name): return "no service named \"\(name)\""
+        case let .invalidArgument(message), let .failed(message): return message
         }
     }
 }
