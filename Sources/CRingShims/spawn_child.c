@@ -51,6 +51,12 @@ static ssize_t sys_write(int fd, const void *buf, size_t len) {
     return (ssize_t)syscall(SYS_write, fd, buf, len);
 }
 
+/* send(2) with MSG_NOSIGNAL: a peer that closed (journald refusing a stream over its limit
+ * of 4096) gives EPIPE, not a SIGPIPE that would kill the child before its exec. */
+static ssize_t sys_send_nosignal(int fd, const void *buf, size_t len) {
+    return (ssize_t)syscall(SYS_sendto, fd, buf, len, MSG_NOSIGNAL, NULL, 0);
+}
+
 static int sys_connect(int fd, const struct sockaddr *sa, socklen_t len) {
     return (int)syscall(SYS_connect, fd, sa, len);
 }
@@ -167,7 +173,14 @@ static int journal_stream_connect(const char *socket_path, const char *identifie
     header[l++] = '\n';
     header[l++] = '0'; /* forward_to_console */
     header[l++] = '\n';
-    if (write_all(fd, header, l) < 0) goto fail;
+    for (size_t sent = 0; sent < l;) {
+        ssize_t k = sys_send_nosignal(fd, header + sent, l - sent);
+        if (k < 0) {
+            if (errno == EINTR) continue;
+            goto fail; /* EPIPE: journald refused the stream; the caller falls back */
+        }
+        sent += (size_t)k;
+    }
     return fd;
 
 fail:;

@@ -17,8 +17,9 @@ public final class Daemon {
     /// the last reload's error, shown in STATUS= until a reload succeeds
     public private(set) var reloadError: String?
     private var lastStatus = ""
-    /// the pending `flush()` of `changed()`
+    /// the pending `flush()` of `changed()`, and when the last one ran
     private var flushSource: EventSource?
+    private var lastFlush: UInt64 = 0
     private var sentReady = false
     /// for the D-Bus layer
     public var onStateChange: ((State) -> Void)?
@@ -84,7 +85,14 @@ public final class Daemon {
         setState(.stopping)
         workingSetTrim?.stop()
         _ = SystemdNotify.send("STOPPING=1\nSTATUS=stopping")
-        supervisor.shutdown(then: done)
+        supervisor.shutdown { [weak self] in
+            // What is pending goes out before the loop ends (the last ServiceStateChanged).
+            if let self, self.flushSource != nil {
+                self.flushSource = nil
+                self.flush()
+            }
+            done()
+        }
     }
 
     /// Re-reads and validates the config; an invalid one changes nothing. Returns the config
@@ -153,24 +161,36 @@ public final class Daemon {
     /// After every change in the supervisor: STATUS=, and READY=1 once everything autostart settled.
     /// Coalesces the announcements of a burst of changes: STATUS=, READY=1 and the D-Bus
     /// layer's PropertiesChanged/ServiceStateChanged go out once the loop has nothing else
-    /// ready (idle priority), as systemd's own bus queue does. A storm of 6,000 exits then
-    /// costs a few PropertiesChanged, not 6,000 of a 6,000-pid array each.
+    /// ready (idle priority), as systemd's own bus queue does, and at most every 50 ms. A
+    /// storm of 10,000 exits or spawns then costs a few PropertiesChanged a second, not one
+    /// per step with a 10,000-pid array each (which kept dbus-daemon, and so the replies to
+    /// every client, seconds behind).
     private func changed() {
         noteActivity()
         guard flushSource == nil else { return }
+        let due = lastFlush &+ Daemon.flushInterval
         do {
-            let source = try loop.onDefer { [weak self] in
+            let run = { [weak self] in
                 self?.flushSource = nil
                 self?.flush()
             }
-            try source.setPriority(100) // SD_EVENT_PRIORITY_IDLE
+            let source: EventSource
+            if loop.now >= due {
+                source = try loop.onDefer(handler: run)
+                try source.setPriority(100) // SD_EVENT_PRIORITY_IDLE
+            } else {
+                source = try loop.timer(at: due, accuracy: 5_000, handler: run)
+            }
             flushSource = source
         } catch {
             flush()
         }
     }
 
+    private static let flushInterval: UInt64 = 50_000 // µs
+
     private func flush() {
+        lastFlush = loop.now
         let status = statusText()
         var message = ""
         if status != lastStatus {

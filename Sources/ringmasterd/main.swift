@@ -32,6 +32,9 @@ let usage = """
 
     """
 
+/// EX_CONFIG: the unit's RestartPreventExitStatus= keeps systemd from restarting into the same error.
+let invalidConfigStatus: Int32 = 78
+
 func fail(_ message: String, status: Int32 = 1) -> Never {
     writeStderr("ringmasterd: \(message)\n")
     exit(status)
@@ -103,7 +106,8 @@ if options.configPath == nil && access(configPath, F_OK) != 0 {
         if target == .journal {
             log.error("config", "invalid config \(configPath):\n\(error)")
         }
-        fail("invalid config, not starting (\(error.diagnostics.count) problem\(error.diagnostics.count == 1 ? "" : "s"))")
+        fail("invalid config, not starting (\(error.diagnostics.count) problem\(error.diagnostics.count == 1 ? "" : "s"))",
+             status: invalidConfigStatus)
     }
 }
 
@@ -124,7 +128,7 @@ childEnvironment.raiseFileLimit()
 let daemon = Daemon(configPath: configPath, config: config, loop: loop, log: log,
                     environment: childEnvironment, passed: passed)
 // Instances × the descriptors each needs, against the open-file limit: a clear error, not an EMFILE storm.
-do { try daemon.checkCapacity(of: config) } catch { fail("invalid config, not starting: \(error)") }
+do { try daemon.checkCapacity(of: config) } catch { fail("invalid config, not starting: \(error)", status: invalidConfigStatus) }
 do { try daemon.openSockets() } catch { fail("\(error)") }
 // After each quiet period, drop the executable's clean pages (start-up code, the control path).
 if let delay = WorkingSetTrim.delayMS(fromEnvironment: getenv(WorkingSetTrim.delayVariable).map { String(cString: $0) }) {
