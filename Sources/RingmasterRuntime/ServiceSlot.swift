@@ -46,10 +46,11 @@ public final class ServiceSlot {
     /// The STATUS= texts the instances sent, by instance.
     public var statusTexts: [Int: String] { processes.compactMapValues(\.status) }
 
-    func dropProcesses(beyond count: Int) {
-        for (i, p) in processes where i >= count && p.pid == nil && p.pgid == nil && p.timers.isEmpty {
-            processes[i] = nil
-        }
+    /// Forgets instance `index` if a scale-down took it away and nothing of it is left
+    /// (O(1): a scale-down of 10,000 instances must not scan them all on every exit).
+    func dropProcess(_ index: Int, ifAtOrBeyond count: Int) {
+        guard index >= count, let p = processes[index], p.pid == nil, p.pgid == nil, p.timers.isEmpty else { return }
+        processes[index] = nil
     }
 }
 

@@ -242,7 +242,7 @@ public final class Supervisor {
             if !to.isTransient && to != .running && process.pid == nil {
                 // At rest: nothing of the instance's but its cgroup (until empty) is kept.
                 process.reset()
-                slot.dropProcesses(beyond: slot.entry.machine.instances.count)
+                slot.dropProcess(index, ifAtOrBeyond: slot.entry.machine.instances.count)
             }
         case let .gaveUp(reason):
             log.write(LogEvent(.err, "gave-up", "\(slot.name).\(index) gave up: \(reason)",
