@@ -250,11 +250,13 @@ private struct BindBatch {
     var problems: [String] = []
     var notes: [String] = []
     private var bound: [Int32] = []
+    private var boundPaths: [String] = []
 
     mutating func bind(_ socket: SocketConfig, _ address: ListenAddress) -> SocketSet.Socket? {
         do {
             let fd = try bindListenSocket(address, mode: socket.mode)
             bound.append(fd)
+            if case let .unix(path) = address { boundPaths.append(path) }
             notes.append("socket \(socket.name): bound \(address)")
             return SocketSet.Socket(fd: fd, source: socket.source, origin: .bound)
         } catch {
@@ -266,6 +268,7 @@ private struct BindBatch {
     func finish(_ report: (String) -> Void) throws(RuntimeError) {
         if !problems.isEmpty {
             for fd in bound { close(fd) }
+            for path in boundPaths { UnixSocketFiles.release(path) }
             throw RuntimeError(problems.joined(separator: "\n"))
         }
         notes.forEach(report)

@@ -109,6 +109,9 @@ public final class JournalWriter {
 
     public var isBacklogged: Bool { queueStart < queue.count }
 
+    /// whether `fd` is connected to journald's socket
+    private var connected = false
+
     public init(socketPath: String = JournalWriter.socketPath) {
         path = socketPath
         fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
@@ -117,6 +120,23 @@ public final class JournalWriter {
         if fd >= 0, setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, socklen_t(MemoryLayout<Int32>.size)) != 0 {
             _ = setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
         }
+        connect()
+    }
+
+    /// Connected, poll() reports the socket writable only when journald's queue has room
+    /// (unix_dgram_poll looks at the peer): the owner's EPOLLOUT watch then wakes when
+    /// journald reads, not in a busy loop, as it would for an unconnected socket.
+    private func connect() {
+        guard fd >= 0 else { return }
+        var sa = sockaddr_un()
+        sa.sun_family = sa_family_t(AF_UNIX)
+        let pathBytes = Array(path.utf8)
+        guard pathBytes.count < MemoryLayout.size(ofValue: sa.sun_path) else { return }
+        withUnsafeMutableBytes(of: &sa.sun_path) { $0.copyBytes(from: pathBytes) }
+        let length = socklen_t(MemoryLayout<sockaddr_un>.offset(of: \.sun_path)! + pathBytes.count + 1)
+        connected = withUnsafePointer(to: &sa) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, length) }
+        } == 0
     }
 
     deinit { if fd >= 0 { close(fd) } }
@@ -178,25 +198,24 @@ public final class JournalWriter {
 
     private func transmit(_ datagram: [UInt8]) -> Outcome {
         guard fd >= 0 else { return .noJournald }
-        var sa = sockaddr_un()
-        sa.sun_family = sa_family_t(AF_UNIX)
-        let pathBytes = Array(path.utf8)
-        withUnsafeMutableBytes(of: &sa.sun_path) { $0.copyBytes(from: pathBytes.prefix($0.count - 1)) }
-        let length = socklen_t(MemoryLayout<sockaddr_un>.offset(of: \.sun_path)! + min(pathBytes.count, 107) + 1)
+        var reconnected = false
         while true {
-            let n = datagram.withUnsafeBytes { buffer in
-                withUnsafePointer(to: &sa) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                        sendto(fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL), $0, length)
-                    }
-                }
+            if !connected {
+                connect()
+                guard connected else { return .noJournald }
             }
+            let n = datagram.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
             if n >= 0 { return .sent }
             switch errno {
             case EINTR: continue
             case EAGAIN, ENOBUFS: return .wouldBlock
             case EMSGSIZE: return .tooLarge
-            default: return .noJournald // ENOENT, ECONNREFUSED: no journald (libsystemd: silently)
+            default:
+                // ECONNREFUSED, ENOTCONN: journald restarted (a new socket at the path): once
+                // more on a fresh connection; else there is no journald (libsystemd: silently).
+                connected = false
+                if reconnected { return .noJournald }
+                reconnected = true
             }
         }
     }

@@ -35,6 +35,9 @@ final class JournalWriterTests: XCTestCase {
         XCTAssertLessThan(monotonicNow() - started, 2_000_000, "sending blocked")
         XCTAssertTrue(writer.isBacklogged, "the peer's queue never filled: the test tests nothing")
         XCTAssertEqual(backlogs, 1)
+        // Not writable while the reader does not read: an EPOLLOUT watch must not spin.
+        var pfd = pollfd(fd: writer.fd, events: Int16(POLLOUT), revents: 0)
+        XCTAssertEqual(poll(&pfd, 1, 100), 0, "the writer's socket polls writable with the peer's queue full")
 
         // The reader wakes up: everything arrives, in order.
         var received: [String] = []
