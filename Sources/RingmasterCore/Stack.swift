@@ -142,6 +142,13 @@ public struct Stack: Equatable, Sendable {
 
     public func entry(_ id: ServiceID) -> StackEntry? { position[id].map { entries[$0] } }
 
+    /// One instance's state, without a copy of the entry (which, kept across a change, would
+    /// make the change copy every instance).
+    public func instanceState(_ id: ServiceID, _ index: Int) -> InstanceState? {
+        guard let p = position[id], entries[p].machine.instances.indices.contains(index) else { return nil }
+        return entries[p].machine.instances[index].state
+    }
+
     /// The entries of the current config, in config order.
     public var services: [StackEntry] { entries.filter { !$0.retiring } }
 
@@ -175,10 +182,11 @@ public struct Stack: Equatable, Sendable {
     /// A process or timer event of one instance.
     public mutating func handle(_ event: InstanceEvent, service id: ServiceID, instance: Int, now: USec) -> [StackAction] {
         var out: [StackAction] = []
-        guard let e = entry(id) else { return out }
+        guard let p = position[id] else { return out }
         // A service that is not wanted never comes back: an instance whose stop is still
         // queued behind a batch, and that crashed meanwhile, is stopped when its delay is over.
-        let event = event == .timerFired(.restart) && !e.machine.wanted ? .stopRequested : event
+        // (Read in place: a copy of the entry alive across `feed` would copy every instance.)
+        let event = event == .timerFired(.restart) && !entries[p].machine.wanted ? .stopRequested : event
         feed(event, to: id, instance: instance, now: now, into: &out)
         // A spawn's result belongs to the step that asked for the spawn: it drains nothing
         // more, or a batch would go on spawn by spawn within one loop iteration.

@@ -75,35 +75,39 @@ extension Stack {
     }
 
     private mutating func advanceRollingRestart(_ id: ServiceID, now: USec, into out: inout [StackAction]) -> Bool {
-        guard let e = entry(id), var r = e.rolling else { return false }
-        let instances = e.machine.instances
-        guard instances.count == r.target + 1, e.machine.wanted else {
+        // Everything is read in place (`instance(_:)`): a copy of the entry or its instances
+        // alive across `update`/`feed` would copy every instance on every step.
+        guard let p = position[id], var r = entries[p].rolling else { return false }
+        let name = entries[p].name
+        func instance(_ i: Int) -> InstanceMachine { entries[position[id]!].machine.instances[i] }
+        guard entries[p].machine.instances.count == r.target + 1, entries[p].machine.wanted else {
             return abandonRollingRestart(id, "instances changed during the restart", into: &out)
         }
         switch r.phase {
         case .surging:
-            let extra = instances[r.target]
-            if extra.state == .failed {
-                return abandonRollingRestart(id, "the extra instance \(e.name).\(r.target) failed", into: &out)
+            let extra = instance(r.target).state
+            if extra == .failed {
+                return abandonRollingRestart(id, "the extra instance \(name).\(r.target) failed", into: &out)
             }
-            guard extra.state == .running else { return false }
+            guard extra == .running else { return false }
             r.phase = .replacing(index: 0, generation: nil)
         case let .replacing(index, generation?):
-            let instance = instances[index]
-            if instance.state == .failed { return abandonRollingRestart(id, "\(e.name).\(index) failed", into: &out) }
-            guard instance.state == .running, instance.generation > generation else { return false }
+            let state = instance(index).state
+            if state == .failed { return abandonRollingRestart(id, "\(name).\(index) failed", into: &out) }
+            guard state == .running, instance(index).generation > generation else { return false }
             if index + 1 < r.target {
                 r.phase = .replacing(index: index + 1, generation: nil)
             } else {
                 update(id) { $0.rolling = nil }
                 resize(id, to: r.target)
-                out.append(.note(id, StackNote(.info, "rolling-restart", "\(e.name): rolling restart done")))
+                out.append(.note(id, StackNote(.info, "rolling-restart", "\(name): rolling restart done")))
                 return true
             }
         case let .replacing(index, nil):
-            let readyOthers = instances.indices.reduce(0) { $0 + ($1 != index && instances[$1].state == .running ? 1 : 0) }
+            // Ready instances other than `index`: all ready ones but it.
+            let readyOthers = entries[p].machine.running - (instance(index).state == .running ? 1 : 0)
             guard readyOthers >= r.readyFloor else { return false }
-            r.phase = .replacing(index: index, generation: instances[index].generation)
+            r.phase = .replacing(index: index, generation: instance(index).generation)
             update(id) { $0.rolling = r }
             feed(.restartRequested, to: id, instance: index, now: now, into: &out)
             return true

@@ -31,6 +31,9 @@ public final class ServiceSlot {
     }
 
     public var machine: ServiceMachine { entry.machine }
+
+    /// One instance's state, read in place.
+    func instanceState(_ index: Int) -> InstanceState? { supervisor.stack.instanceState(id, index) }
     /// removed from the config by a reload (still stopping, or gone)
     public var retiring: Bool { removedEntry != nil || entry.retiring }
     /// the instances it is meant to have (not counting a rolling restart's extra one)

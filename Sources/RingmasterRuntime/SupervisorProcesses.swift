@@ -114,8 +114,9 @@ extension Supervisor {
         process.pid = nil
         process.child = nil
         instanceByPID[exit.pid] = nil
-        let instances = slot.machine.instances
-        let expected = instances.indices.contains(index) && instances[index].state == .stopping
+        // (No copy of the instances may live across `handle`: the core's next change of them
+        // would then copy all of them, 10,000 on a large service, on every exit.)
+        let expected = slot.instanceState(index) == .stopping
         var e = LogEvent(status.isSuccess || expected ? .info : .warning, "exited",
                          "\(slot.name).\(index) (pid \(exit.pid)) \(status)",
                          service: slot.name, instance: index, pid: exit.pid)
