@@ -76,7 +76,7 @@ public struct StackLimits: Equatable, Sendable {
     public var filesPerInstance: Int
     public var filesReserved: Int
 
-    public init(workPerStep: Int = 8, maximumInstances: Int = ServiceConfig.maximumInstances,
+    public init(workPerStep: Int = 4, maximumInstances: Int = ServiceConfig.maximumInstances,
                 fileLimit: Int? = nil, filesPerInstance: Int = 3, filesReserved: Int = 256) {
         self.workPerStep = max(1, workPerStep); self.maximumInstances = maximumInstances
         self.fileLimit = fileLimit; self.filesPerInstance = max(1, filesPerInstance); self.filesReserved = filesReserved
