@@ -137,8 +137,8 @@ final class ConfigEnvFileTests: XCTestCase {
             XCTFail("accepted")
         } catch {
             XCTAssertEqual(error.diagnostics.map(\.description), [
-                "\(directory)/ringmaster.toml:3:13: env-file \(directory)/conf.d: not a regular file",
-                "\(directory)/ringmaster.toml:3:23: env-file \(directory)/fifo: not a regular file",
+                "\(directory)/ringmaster.toml:3:13: env-file \(directory)/conf.d: not a regular file (a directory)",
+                "\(directory)/ringmaster.toml:3:23: env-file \(directory)/fifo: not a regular file (a FIFO)",
             ])
         }
     }
