@@ -23,18 +23,26 @@ _record() {  # _record ok|FAIL NAME [WHY]
 pass() { _record ok "$1"; }
 fail() { _record FAIL "$1" "$2"; }
 
+# Every command a check runs is bounded: a hang is a failed check, not a stuck suite.
+CMD_TIMEOUT=${REALHOST_CMD_TIMEOUT:-240}
+bounded() {  # bounded CMD...: a shell function runs as is (its own commands are bounded)
+    if [[ $(type -t "$1") == function ]]; then "$@"; else timeout -k 5 "$CMD_TIMEOUT" "$@"; fi
+}
+
 # check NAME CMD...: passes when CMD exits 0; its output is the reason otherwise.
 check() {
     local name=$1 out rc; shift
-    out=$("$@" 2>&1); rc=$?
+    out=$(bounded "$@" 2>&1); rc=$?
     if [[ $rc -eq 0 ]]; then pass "$name"; else fail "$name" "exit $rc: $out"; fi
     return $rc
 }
 
-# refused NAME CMD...: passes when CMD exits non-zero (the attempt was refused).
+# refused NAME CMD...: passes when CMD exits non-zero (the attempt was refused), but not
+# when it was cut by the timeout (exit 124: nothing was refused then).
 refused() {
     local name=$1 out rc; shift
-    out=$("$@" 2>&1); rc=$?
+    out=$(bounded "$@" 2>&1); rc=$?
+    if [[ $rc -eq 124 ]]; then fail "$name" "timed out after ${CMD_TIMEOUT} s: $out"; return 1; fi
     if [[ $rc -ne 0 ]]; then pass "$name"; echo "    ($out)" | head -c 300; echo
     else fail "$name" "it succeeded: $out"; fi
     [[ $rc -ne 0 ]]
@@ -57,13 +65,13 @@ wait_for() {
 
 # The environment a user's shell would have (no login session: alice lingers).
 as_alice() {
-    runuser -u alice -- env -i HOME=/home/alice USER=alice LOGNAME=alice SHELL=/bin/bash \
+    timeout -k 5 "$CMD_TIMEOUT" runuser -u alice -- env -i HOME=/home/alice USER=alice LOGNAME=alice SHELL=/bin/bash \
         PATH=/home/alice/.local/bin:/usr/local/bin:/usr/bin:/bin \
         XDG_RUNTIME_DIR=$ALICE_RUNTIME DBUS_SESSION_BUS_ADDRESS=$ALICE_BUS "$@"
 }
 # mallory has no session and no user manager; MALLORY_ENV adds variables (e.g. alice's bus).
 as_mallory() {
-    runuser -u mallory -- env -i HOME=/home/mallory USER=mallory LOGNAME=mallory SHELL=/bin/bash \
+    timeout -k 5 "$CMD_TIMEOUT" runuser -u mallory -- env -i HOME=/home/mallory USER=mallory LOGNAME=mallory SHELL=/bin/bash \
         PATH=/usr/local/bin:/usr/bin:/bin ${MALLORY_ENV:-} "$@"
 }
 

@@ -98,3 +98,10 @@ echo "    mallory's squatter: $squat"
 check "mallory's squatter on the old notify address received no datagram" \
     bash -c '[[ $1 == *" datagrams=0"* ]]' _ "$squat"
 check "alice's stack still answers HTTP" $SOCK http 8080 after-cross-user
+
+# pending never becomes ready: stopped here, since ringmasterd answers a reload (READY=1
+# after RELOADING=1) only once every wanted service has settled.
+check "alice: ringctl stop pending" as_alice ringctl stop pending
+pending_stopped() { [[ $(service_field pending state) == stopped ]]; }
+wait_for 30 pending_stopped
+check "pending stopped" pending_stopped

@@ -19,7 +19,7 @@ expect_eq "reload: the same ringmasterd (MainPID)" "$(main_pid)" "$main1"
 web2=$(service_pids web)
 check "reload: web's 2 instances from before still run (scaled, not restarted)" \
     bash -c 'for p in $1; do [[ " $2 " == *" $p "* ]] || exit 1; done' _ "$web1" "$web2"
-expect_eq "reload: pending untouched (same pid)" "$(service_pids pending)" "$pending1"
+expect_eq "reload: pending untouched (stopped, no pid)" "$(service_field pending state) [$(service_pids pending)]" "stopped [$pending1]"
 
 # restart: a new ringmasterd, every instance new.
 check "systemctl --user restart ringmaster" as_alice systemctl --user restart ringmaster
