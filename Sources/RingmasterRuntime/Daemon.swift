@@ -108,7 +108,13 @@ public final class Daemon {
         _ = SystemdNotify.send("RELOADING=1\nMONOTONIC_USEC=\(loop.now)\nSTATUS=reloading")
         defer {
             setState(previous == .starting ? .starting : .running)
-            sentReady = false
+            if previous == .starting {
+                sentReady = false // the first READY=1 still waits for every autostart service
+            } else {
+                // A reload is done once applied: READY=1 now, so `systemctl --user reload` returns
+                // (it would wait forever for a service that never gets ready).
+                _ = SystemdNotify.send("READY=1")
+            }
             changed()
         }
         let new: Config

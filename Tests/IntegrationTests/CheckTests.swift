@@ -96,7 +96,7 @@ final class CheckTests: IntegrationTestCase {
     func testDaemonRefusesABadConfig() throws {
         let daemon = try startDaemon(badConfig)
         let status = daemon.waitForExit(timeout: 10)
-        XCTAssertEqual(status, 1, "ringmasterd with a bad config: \(daemon.stderr)")
+        XCTAssertEqual(status, 78, "ringmasterd with a bad config exits EX_CONFIG (RestartPreventExitStatus=78 in the unit): \(daemon.stderr)")
         assertDiagnostics(daemon.stderr, file: daemon.configPath, lines: badLines)
     }
 }

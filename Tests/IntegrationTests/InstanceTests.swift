@@ -48,7 +48,7 @@ final class InstanceTests: IntegrationTestCase {
             XCTAssertNil(p.fd(4), "\(web).\(i) has an fd 4 it was not given: \(p.fd(4) ?? "")")
             XCTAssertEqual(p.fd(0), "/dev/null", "stdin of \(web).\(i)")
         }
-        XCTAssertEqual(notifySockets.count, 3, "each instance needs a notify socket of its own: \(notifySockets)")
+        XCTAssertEqual(notifySockets.count, 1, "one notify socket, the daemon's, for every instance (attributed by sender): \(notifySockets)")
         XCTAssertEqual(socketInodes.count, 1, "every instance must share the one listening socket: \(socketInodes)")
         XCTAssertEqual(try daemon.terminate(), 0)
     }

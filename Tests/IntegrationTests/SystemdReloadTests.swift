@@ -56,4 +56,31 @@ final class SystemdReloadTests: SystemdUnitTestCase {
         XCTAssertEqual(after.filter { $0.key < 2 }, before, "scaling up keeps instances 0 and 1")
         try require("StatusText \"1 running\"") { unit.statusText == "1 running" }
     }
+
+    /// A service that never sends READY=1 (started by hand after boot, so the unit itself got
+    /// ready): `systemctl --user reload` returns once the new config is applied, not when
+    /// every service is ready (it used to wait forever for RELOADING=1's READY=1).
+    func testReloadReturnsWhileAServiceIsStillStarting() throws {
+        let a = service("a"), pending = service("pending")
+        let config = sleeper(a, instances: 1) + """
+
+
+            [services.\(pending)]
+            command = ["sleep", "1000"]
+            ready = "notify"
+            autostart = false
+            """
+        let unit = try installUnits(config)
+        try unit.systemctl("start", RingmasterUnit.service)
+        let daemon = try unit.requireActive()
+        XCTAssertEqual(try ringctl(["start", pending]).status, 0)
+        try require("\(pending) starting") { (try? self.state(pending)) == "starting" }
+        try writeConfig(config.replacingOccurrences(of: "instances = 1", with: "instances = 2"))
+        let started = Date()
+        try unit.systemctl("reload", RingmasterUnit.service, timeout: 15)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 10, "systemctl reload waited for a service that never gets ready")
+        _ = try requireInstances(2, of: a, parent: daemon)
+        XCTAssertEqual(try state(pending), "starting")
+        try require("back to active") { unit.activeState == "active" }
+    }
 }
