@@ -89,7 +89,10 @@ final class FaultSlowTests: IntegrationTestCase {
     /// every line of a second service arrive, as must every line of the flood.
     func testLogFloodIntoTheJournalLeavesTheDaemonFlatAndAnswering() throws {
         let flood = service("flood"), other = service("numbered")
-        let daemon = try startDaemon(floodConfig(flood: flood, other: other), mode: .journal)
+        // The working-set trim off: RSS is compared before and after, and a trim in between
+        // (the daemon is idle in journal mode) would hide growth or fake it.
+        let daemon = try startDaemon(floodConfig(flood: flood, other: other), mode: .journal,
+                                     environment: ["RINGMASTER_TRIM_DELAY_MS": "0"])
         let floodPID = try requireInstances(1, of: flood, daemon: daemon)[0]!.pid
         _ = try requireInstances(1, of: other, daemon: daemon)
         let before = try ProcSample.require(daemon.pid)
@@ -310,7 +313,7 @@ private final class ConsolePipeDaemon {
 
         daemon.executableURL = URL(fileURLWithPath: try Binaries.ringmasterd())
         daemon.arguments = ["--config", configPath, "--log-target", "console"]
-        daemon.environment = Daemon.environment()
+        daemon.environment = Daemon.environment(["RINGMASTER_TRIM_DELAY_MS": "0"]) // as in the journal flood
         daemon.currentDirectoryURL = URL(fileURLWithPath: directory)
         daemon.standardInput = FileHandle.nullDevice
         daemon.standardOutput = pipe.fileHandleForWriting

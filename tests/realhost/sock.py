@@ -6,6 +6,8 @@ succeeded, 1 when the kernel refused it (the line names the errno), 2 on bad usa
 
   connect-unix PATH                 connect() to a unix stream socket
   send-dgram ADDR MESSAGE           one datagram to a unix datagram socket ('@x': abstract)
+  send-dgram-stay ADDR MESSAGE S    the same, then stay alive S seconds (a notify sender must
+                                    still exist when ringmasterd checks who it is)
   bind-dgram ADDR                   bind() a unix datagram socket to ADDR
   bind-tcp-reuseport HOST PORT      bind() a TCP socket with SO_REUSEPORT, then listen()
   pidfd-getfd PID FD                pidfd_open(PID) + pidfd_getfd(FD): take another process's fd
@@ -45,10 +47,12 @@ def main(argv):
             s.connect(args[0])
             print(f"connected to {args[0]}")
             return 0
-        if cmd == "send-dgram":
+        if cmd in ("send-dgram", "send-dgram-stay"):
             s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             s.sendto(args[1].encode(), unix_address(args[0]))
-            print(f"sent {len(args[1])} bytes to {args[0]}")
+            print(f"sent {len(args[1])} bytes to {args[0]}", flush=True)
+            if cmd == "send-dgram-stay":
+                time.sleep(float(args[2]))
             return 0
         if cmd == "bind-dgram":
             s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

@@ -65,14 +65,17 @@ echo "    pending pid $pending: NOTIFY_SOCKET=$pending_notify"
 check "pending's NOTIFY_SOCKET read from /proc/$pending/environ" test -n "$pending_notify"
 sent=$(as_mallory $SOCK send-dgram "$pending_notify" $'READY=1\nSTATUS=mallory-was-here' 2>&1)
 echo "    mallory's READY=1: $sent"
-# A datagram from root (which ringmasterd accepts) after mallory's: once it shows, every
-# datagram before it on that socket has been handled too.
+# A datagram after mallory's that ringmasterd accepts: from root, in pending's own cgroup
+# (a message counts only from a process of the instance), staying alive until it is read.
+# Once it shows, every datagram before it on that socket has been handled too.
 barrier=root-barrier-$RANDOM
-check "root's STATUS= datagram to pending's NOTIFY_SOCKET is sent" \
-    $SOCK send-dgram "$pending_notify" "STATUS=$barrier"
+pending_cgroup=/sys/fs/cgroup$(sed -n 's/^0:://p' /proc/$pending/cgroup)
+( echo $BASHPID > "$pending_cgroup/cgroup.procs" && exec $SOCK send-dgram-stay "$pending_notify" "STATUS=$barrier" 30 ) &
+barrier_sender=$!
 barrier_seen() { [[ $(service_field pending status_text) == "$barrier" ]]; }
 wait_for 10 barrier_seen
-expect_eq "root's STATUS= reached ringmasterd (the barrier)" "$(service_field pending status_text)" "$barrier"
+kill "$barrier_sender" 2>/dev/null; wait "$barrier_sender" 2>/dev/null
+expect_eq "root's STATUS= from pending's cgroup reached ringmasterd (the barrier)" "$(service_field pending status_text)" "$barrier"
 expect_eq "mallory's READY=1 did not make pending ready (still starting)" "$(service_field pending state)" starting
 refused "mallory: binding pending's NOTIFY_SOCKET address is refused" as_mallory $SOCK bind-dgram "$pending_notify"
 
