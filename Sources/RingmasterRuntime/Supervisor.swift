@@ -181,13 +181,22 @@ public final class Supervisor {
         }
     }
 
+    /// The time one loop iteration may spend on batches of the backlog (µs).
+    static let batchTimeBudget: UInt64 = 5_000
+
     private func scheduleContinuation() {
         guard continuation == nil else { return }
         do {
             let source = try loop.onDefer { [weak self] in
                 guard let self else { return }
                 self.continuation = nil
-                self.run(self.stack.continueWork(now: self.now))
+                // Batches (the core's count budget) until this iteration's time budget is
+                // spent: 100 spawns go in one iteration, 10,000 in about 100 slices, each
+                // short enough for D-Bus calls and exits to be served between them.
+                let deadline = monotonicNow() &+ Supervisor.batchTimeBudget
+                repeat {
+                    self.run(self.stack.continueWork(now: self.now))
+                } while self.stack.hasBacklog && monotonicNow() < deadline
             }
             try source.setPriority(100) // SD_EVENT_PRIORITY_IDLE: after everything else that is ready
             continuation = source
