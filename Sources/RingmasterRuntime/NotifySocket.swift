@@ -2,9 +2,10 @@ import CRingShims
 import Glibc
 import RingmasterCore
 
-/// One instance's private sd_notify endpoint: a unix datagram socket bound to a path in the
-/// daemon's notify directory (`NotifyDirectory`: `$XDG_RUNTIME_DIR/ringmaster`, mode 0700), given
-/// to the child as NOTIFY_SOCKET. No other uid can enter that directory, so none can send to
+/// The daemon's private sd_notify endpoint (one for every instance: the Supervisor attributes
+/// each datagram by its sender): a unix datagram socket bound to a path in the daemon's
+/// notify directory (`NotifyDirectory`: `$XDG_RUNTIME_DIR/ringmaster`, mode 0700), given to
+/// every child as NOTIFY_SOCKET. No other uid can enter that directory, so none can send to
 /// the socket or take its name first (abstract names could be squatted and flooded by any
 /// local user). SO_PASSCRED makes the kernel attach the sender's pid and uid to every
 /// datagram, so a message can be attributed (`acceptsNotify`). Owning: deinit closes the fd
@@ -124,7 +125,7 @@ extension InstanceProcess {
 /// 0700). Without a usable XDG_RUNTIME_DIR (unset, not absolute, not ours, or too long a path
 /// for a socket), `/run/user/<uid>` if that is ours and 0700, else a fresh private directory
 /// `$TMPDIR` (or /tmp) `/ringmaster-<uid>.XXXXXX` from mkdtemp, removed at exit. The daemon's
-/// own sockets (`notify.<pid>.*`) are removed when their instance ends and at exit.
+/// own socket (`notify.<pid>.*`) is removed at exit.
 public enum NotifyDirectory {
     private static var cached: String?
     private static var temporary = false
