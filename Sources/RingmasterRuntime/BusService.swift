@@ -64,6 +64,9 @@ public final class BusService {
             previousState?(state)
             self?.emitPropertiesChanged(RingmasterBus.managerPath, RingmasterBus.managerInterface, ["State"])
         }
+        // Backpressure: no more batches of spawns or stops while dbus-daemon is behind on what
+        // we sent, so a reply never waits behind thousands of queued signals.
+        daemon.supervisor.isCongested = { [weak self] in (self?.bus.queuedWrites ?? 0) > 16 }
         daemon.supervisor.onProcessEvent = { [weak self] slot, instance, event in
             self?.processEvent(slot.name, instance, event)
         }

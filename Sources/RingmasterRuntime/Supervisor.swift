@@ -183,6 +183,12 @@ public final class Supervisor {
 
     /// The time one loop iteration may spend on batches of the backlog (µs).
     static let batchTimeBudget: UInt64 = 5_000
+    static let batchesPerIteration = 4
+    /// Processes sent their stop signal and not yet reaped, at most (then batches wait).
+    static let maximumStopsInFlight = 64
+    var stopsInFlight = Set<Int32>()
+    /// Whether the control plane is behind (the D-Bus layer sets it): batches wait meanwhile.
+    public var isCongested: (() -> Bool)?
 
     private func scheduleContinuation() {
         guard continuation == nil else { return }
@@ -190,13 +196,27 @@ public final class Supervisor {
             let source = try loop.onDefer { [weak self] in
                 guard let self else { return }
                 self.continuation = nil
-                // Batches (the core's count budget) until this iteration's time budget is
-                // spent: 100 spawns go in one iteration, 10,000 in about 100 slices, each
-                // short enough for D-Bus calls and exits to be served between them.
+                // Backpressure. While many stopped processes are still to be reaped, more stops
+                // would only add exits: every exited pidfd stays ready in epoll until its turn,
+                // and thousands of them cost each loop iteration (and so each D-Bus reply)
+                // that many readiness reports. While the bus is congested (dbus-daemon behind
+                // on what we sent), more work would queue more signals ahead of every reply.
+                // Either way: wait a little, then look again.
+                if self.stopsInFlight.count > Supervisor.maximumStopsInFlight || self.isCongested?() == true {
+                    self.continuation = try? self.loop.timer(at: self.loop.now &+ 2_000, accuracy: 1_000) { [weak self] in
+                        self?.continuation = nil
+                        self?.scheduleContinuation()
+                    }
+                    return
+                }
+                // Batches (the core's count budget) until this iteration's budget is spent:
+                // 5 ms, and at most 4 batches; exits and D-Bus calls are served between.
                 let deadline = monotonicNow() &+ Supervisor.batchTimeBudget
+                var batches = 0
                 repeat {
                     self.run(self.stack.continueWork(now: self.now))
-                } while self.stack.hasBacklog && monotonicNow() < deadline
+                    batches += 1
+                } while self.stack.hasBacklog && batches < Supervisor.batchesPerIteration && monotonicNow() < deadline
             }
             try source.setPriority(100) // SD_EVENT_PRIORITY_IDLE: after everything else that is ready
             continuation = source
@@ -212,6 +232,7 @@ public final class Supervisor {
             eventQueue.append((slot.id, index, spawn(slot: slot, index: index, process: process)))
         case let .signal(signo):
             if let pgid = process.pgid { _ = kill(-pgid, signo) }
+            if let pid = process.pid { stopsInFlight.insert(pid) }
         case .killAll:
             // (sd-event reaps a child only after our exit handler returns, so the group still
             // exists here at least as the zombie leader: no pid reuse race.)

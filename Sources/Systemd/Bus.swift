@@ -42,6 +42,12 @@ public final class Bus {
         return String(cString: p)
     }
 
+    /// Messages sent but not yet written to the bus daemon.
+    public var queuedWrites: UInt64 {
+        var n: UInt64 = 0
+        return sd_bus_get_n_queued_write(handle, &n) >= 0 ? n : 0
+    }
+
     /// Lets `loop` dispatch the bus: incoming calls run as loop events, on its thread.
     public func attach(to loop: EventLoop) throws {
         try check(sd_bus_attach_event(handle, loop.handle, 0), "sd_bus_attach_event")
