@@ -48,9 +48,12 @@ public final class Bus {
         return sd_bus_get_n_queued_write(handle, &n) >= 0 ? n : 0
     }
 
-    /// Lets `loop` dispatch the bus: incoming calls run as loop events, on its thread.
+    /// Lets `loop` dispatch the bus: incoming calls run as loop events, on its thread, before
+    /// the other sources ready in the same iteration (priority −5): a call never waits behind
+    /// thousands of pending exits (sd-bus handles one message per dispatch, so a flood of calls
+    /// still leaves exits their turn once it is read).
     public func attach(to loop: EventLoop) throws {
-        try check(sd_bus_attach_event(handle, loop.handle, 0), "sd_bus_attach_event")
+        try check(sd_bus_attach_event(handle, loop.handle, -5), "sd_bus_attach_event")
     }
 
     public func detachFromLoop() {
