@@ -80,6 +80,8 @@ public struct ServiceMachine: Equatable, Sendable {
     public var state: ServiceState { ServiceStateTable.state(of: facts) }
 
     public var running: Int { tally[.running] }
+    /// instances sent their stop signal, their process not yet gone
+    public var stopping: Int { tally[.stopping] }
     public var pids: [Int32] { instances.compactMap(\.pid) }
     public var restarts: Int { instances.reduce(0) { $0 + $1.restarts } }
     public var failureReason: String? { dependencyFailure ?? instances.lazy.compactMap(\.failureReason).first }

@@ -114,7 +114,7 @@ public struct Stack: Equatable, Sendable {
     /// every entry, current config order first, then the retiring ones
     public internal(set) var entries: [StackEntry] = []
     public private(set) var graph: DependencyGraph
-    public private(set) var shuttingDown = false
+    public internal(set) var shuttingDown = false
     var shutdownReported = false
     var nextID = 1
     var position: [ServiceID: Int] = [:]
@@ -168,6 +168,9 @@ public struct Stack: Equatable, Sendable {
     public func isSettled(_ e: StackEntry) -> Bool {
         e.machine.isSettled && backlog.count(of: e.id) == 0 && (e.rolling == nil || !e.machine.wanted)
     }
+
+    /// Instances sent their stop signal whose process is not yet gone, over the whole stack.
+    public var stoppingInstances: Int { entries.reduce(0) { $0 + $1.machine.stopping } }
 
     /// Every process gone (after a shutdown).
     public var isDown: Bool { entries.allSatisfy { !$0.pendingStop && $0.machine.isDown } }
@@ -288,5 +291,4 @@ public struct Stack: Equatable, Sendable {
         touch(id)
     }
 
-    mutating func markShuttingDown() { shuttingDown = true }
 }

@@ -130,7 +130,7 @@ extension Stack {
     public mutating func shutdown(now: USec) -> [StackAction] {
         var out: [StackAction] = []
         guard !shuttingDown else { return out }
-        markShuttingDown()
+        shuttingDown = true
         purgeBacklog()
         for e in entries {
             if e.rolling != nil { update(e.id) { $0.rolling = nil } }

@@ -20,7 +20,6 @@ public final class Supervisor {
     public var cgroups: CgroupTree?
     /// the runtime side of every entry the core has, retiring ones included
     private(set) var slots: [ServiceID: ServiceSlot] = [:]
-    public var isShuttingDown: Bool { stack.shuttingDown }
     private var onStopped: (() -> Void)?
     /// called after every change of state (STATUS=, D-Bus properties)
     public var onChange: (() -> Void)?
@@ -76,10 +75,6 @@ public final class Supervisor {
     /// A service of the current config by name.
     public func slot(named name: String) -> ServiceSlot? { stack.entry(named: name).flatMap { slots[$0.id] } }
 
-    public func requireSlot(_ name: String) throws(ControlError) -> ServiceSlot {
-        guard let slot = slot(named: name) else { throw .noSuchService(name) }
-        return slot
-    }
 
     /// Every wanted service is settled or failed, nothing is waiting (READY=1).
     public var isSettled: Bool { stack.isSettled }
@@ -186,7 +181,6 @@ public final class Supervisor {
     static let batchesPerIteration = 4
     /// Processes sent their stop signal and not yet reaped, at most (then batches wait).
     static let maximumStopsInFlight = 64
-    var stopsInFlight = Set<Int32>()
     /// Whether the control plane is behind (the D-Bus layer sets it): batches wait meanwhile.
     public var isCongested: (() -> Bool)?
 
@@ -202,7 +196,7 @@ public final class Supervisor {
                 // that many readiness reports. While the bus is congested (dbus-daemon behind
                 // on what we sent), more work would queue more signals ahead of every reply.
                 // Either way: wait a little, then look again.
-                if self.stopsInFlight.count > Supervisor.maximumStopsInFlight || self.isCongested?() == true {
+                if self.stack.stoppingInstances > Supervisor.maximumStopsInFlight || self.isCongested?() == true {
                     self.continuation = try? self.loop.timer(at: self.loop.now &+ 2_000, accuracy: 1_000) { [weak self] in
                         self?.continuation = nil
                         self?.scheduleContinuation()
@@ -232,7 +226,6 @@ public final class Supervisor {
             eventQueue.append((slot.id, index, spawn(slot: slot, index: index, process: process)))
         case let .signal(signo):
             if let pgid = process.pgid { _ = kill(-pgid, signo) }
-            if let pid = process.pid { stopsInFlight.insert(pid) }
         case .killAll:
             // (sd-event reaps a child only after our exit handler returns, so the group still
             // exists here at least as the zombie leader: no pid reuse race.)

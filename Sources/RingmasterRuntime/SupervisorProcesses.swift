@@ -114,7 +114,6 @@ extension Supervisor {
         process.pid = nil
         process.child = nil
         instanceByPID[exit.pid] = nil
-        stopsInFlight.remove(exit.pid)
         // (No copy of the instances may live across `handle`: the core's next change of them
         // would then copy all of them, 10,000 on a large service, on every exit.)
         let expected = slot.instanceState(index) == .stopping
