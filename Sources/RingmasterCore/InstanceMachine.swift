@@ -90,6 +90,11 @@ public struct InstanceMachine: Equatable, Sendable {
     /// automatic restarts so far (not counting commands)
     public private(set) var restarts = 0
     public private(set) var lastExit: ExitStatus? = nil
+    /// why the last process ended (nil before any end): SPEC "Exit reasons"
+    public private(set) var lastExitReason: ExitReason? = nil
+    /// Set when the machine (or the runtime, for an OOM kill) knows why the current process
+    /// is ending before it has ended: the exit then reports this instead of its bare status.
+    public private(set) var endingCause: ExitReason? = nil
     /// why the instance is failed, when it is
     public private(set) var failureReason: String? = nil
     /// when `state` last changed
@@ -162,10 +167,12 @@ public struct InstanceMachine: Equatable, Sendable {
             guard pid == nil else { break }
             if state == .starting {
                 lastExit = .exited(127)
+                lastExitReason = .spawn
                 handleFailure(reason: reason, ranFor: 0, config: config, now: now, into: &actions)
             } else if state == .stopping {
                 // Told to stop while its spawn was under way, and there is no process: stopped.
                 lastExit = .exited(127)
+                lastExitReason = .spawn
                 actions.append(.cancelTimer(.stopTimeout))
                 if wanted {
                     spawn(config: config, now: now, manual: true, into: &actions)
@@ -181,6 +188,8 @@ public struct InstanceMachine: Equatable, Sendable {
             guard pid != nil else { break }
             pid = nil
             lastExit = status
+            lastExitReason = endingCause ?? ExitReason(status: status)
+            endingCause = nil
             let ranFor = startedAt.map { now >= $0 ? now - $0 : 0 } ?? 0
             startedAt = nil
             // Whatever the main process left in its group goes with it (as systemd's KillMode=control-group).
@@ -222,6 +231,7 @@ public struct InstanceMachine: Equatable, Sendable {
     }
 
     private mutating func spawn(config: ServiceConfig, now: USec, manual: Bool, into actions: inout [InstanceAction]) {
+        endingCause = nil
         if !manual { restarts += 1 }
         generation += 1
         recentStarts.append(now)

@@ -23,6 +23,8 @@ public struct ServiceMachine: Equatable, Sendable {
     public private(set) var wantedInstances: Int
     /// How the service's most recent process ended (kept when its instance is scaled away).
     public private(set) var lastExit: ExitStatus? = nil
+    /// Why the service's most recent process ended ("" on D-Bus before any end).
+    public private(set) var lastExitReason: ExitReason? = nil
 
     public init(config: ServiceConfig) {
         self.config = config
@@ -142,6 +144,11 @@ public struct ServiceMachine: Equatable, Sendable {
         tally.add(instances[index], -1)
         let actions = instances[index].handle(event, config: config, now: now)
         tally.add(instances[index], 1)
+        switch event {
+        case .processExited, .spawnFailed:
+            if let reason = instances[index].lastExitReason { lastExitReason = reason }
+        default: break
+        }
         dropScaledAway()
         return actions
     }

@@ -37,6 +37,9 @@ extension BusService {
         ServiceProperty(name: "LastExitStatus", signature: "i", change: .emitsChange) { slot, _ in
             .int32(slot.machine.lastExit?.status ?? 0)
         },
+        ServiceProperty(name: "LastExitReason", signature: "s", change: .emitsChange) { slot, _ in
+            .string(slot.machine.lastExitReason?.rawValue ?? "")
+        },
         ServiceProperty(name: "StateChangeTimestamp", signature: "t", change: .emitsChange) { slot, _ in
             .uint64(slot.stateChangedRealtime)
         },

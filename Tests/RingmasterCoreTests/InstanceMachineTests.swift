@@ -261,3 +261,41 @@ final class InstanceMachineTests: XCTestCase {
         XCTAssertEqual(formatDuration(7), "7us")
     }
 }
+
+final class ExitReasonTests: XCTestCase {
+    func testReasonFollowsTheStatusAndSpawnFailures() {
+        var config = ServiceConfig(name: "web", command: ["sleep", "1000"])
+        config.restart = .always
+        config.restartDelay = USec.perMillisecond
+        config.startLimit = StartLimit(count: 100, interval: USec.perSecond)
+        var m = InstanceMachine(index: 0)
+        XCTAssertNil(m.lastExitReason)
+        _ = m.handle(.startRequested, config: config, now: 0)
+        _ = m.handle(.spawned(pid: 10), config: config, now: 1)
+        _ = m.handle(.processExited(.exited(3)), config: config, now: 2)
+        XCTAssertEqual(m.lastExitReason, .exitCode)
+        _ = m.handle(.timerFired(.restart), config: config, now: 10_000_000)
+        _ = m.handle(.spawned(pid: 11), config: config, now: 10_000_001)
+        _ = m.handle(.processExited(.killed(9)), config: config, now: 10_000_002)
+        XCTAssertEqual(m.lastExitReason, .signal)
+        _ = m.handle(.timerFired(.restart), config: config, now: 20_000_000)
+        _ = m.handle(.spawned(pid: 12), config: config, now: 20_000_001)
+        _ = m.handle(.processExited(ExitStatus(code: .dumped, status: 11)), config: config, now: 20_000_002)
+        XCTAssertEqual(m.lastExitReason, .coreDump)
+        _ = m.handle(.timerFired(.restart), config: config, now: 40_000_000)
+        _ = m.handle(.spawnFailed(reason: "exec x: No such file or directory"), config: config, now: 40_000_001)
+        XCTAssertEqual(m.lastExitReason, .spawn)
+    }
+
+    func testServiceKeepsTheLastReason() {
+        var config = ServiceConfig(name: "web", command: ["sleep", "1000"])
+        config.instances = 2
+        config.restart = .never
+        var s = ServiceMachine(config: config)
+        _ = s.handle(.startRequested, instance: 0, now: 0)
+        _ = s.handle(.spawned(pid: 5), instance: 0, now: 1)
+        XCTAssertNil(s.lastExitReason)
+        _ = s.handle(.processExited(.killed(15)), instance: 0, now: 2)
+        XCTAssertEqual(s.lastExitReason, .signal)
+    }
+}
