@@ -54,6 +54,17 @@ public enum InstanceEvent: Equatable, Sendable {
     /// the main process ended
     case processExited(ExitStatus)
     case timerFired(InstanceTimer)
+    /// The process must go for this reason (a missed watchdog, a failed liveness probe,
+    /// `ready-timeout`): it is sent `signal` (nil: its `stop-signal`), SIGKILL after
+    /// `stop-timeout`, and its end counts as a failure with this reason — restarted by
+    /// policy, with backoff and the start limit. Ignored without a live process.
+    case abort(ExitReason, signal: Int32? = nil)
+    /// A probe of the current process ran: recorded for the per-instance view (what a
+    /// result leads to — ready, a restart — is decided by the probe policy above this machine).
+    case probed(InstanceHealth)
+    /// Why the current process is ending, learnt before its exit is handled (an OOM kill
+    /// read from the cgroup's memory.events): its exit reports this reason.
+    case causeNoted(ExitReason)
 }
 
 public enum InstanceTimer: Equatable, Hashable, Sendable {
@@ -95,6 +106,10 @@ public struct InstanceMachine: Equatable, Sendable {
     /// Set when the machine (or the runtime, for an OOM kill) knows why the current process
     /// is ending before it has ended: the exit then reports this instead of its bare status.
     public private(set) var endingCause: ExitReason? = nil
+    /// the last probe result of the current process (nil: no probe ran for it)
+    public private(set) var health: InstanceHealth? = nil
+    /// the current process is being stopped by `abort`: its end is a failure, not a stop
+    public private(set) var aborting = false
     /// why the instance is failed, when it is
     public private(set) var failureReason: String? = nil
     /// when `state` last changed
@@ -124,6 +139,7 @@ public struct InstanceMachine: Equatable, Sendable {
 
         case .restartRequested:
             wanted = true
+            aborting = false // a restart asked for now: no backoff after the aborted process
             switch state {
             case .starting, .running:
                 beginStop(config: config, now: now, into: &actions)
@@ -194,7 +210,12 @@ public struct InstanceMachine: Equatable, Sendable {
             startedAt = nil
             // Whatever the main process left in its group goes with it (as systemd's KillMode=control-group).
             actions.append(.killAll)
-            if state == .stopping {
+            if state == .stopping && aborting {
+                aborting = false
+                actions.append(.cancelTimer(.stopTimeout))
+                let reason = lastExitReason.map { "\($0.rawValue): \(status)" } ?? status.description
+                handleFailure(reason: reason, ranFor: ranFor, config: config, now: now, into: &actions)
+            } else if state == .stopping {
                 actions.append(.cancelTimer(.stopTimeout))
                 if wanted {
                     spawn(config: config, now: now, manual: true, into: &actions)
@@ -211,6 +232,20 @@ public struct InstanceMachine: Equatable, Sendable {
 
         case .timerFired(.stopTimeout):
             if state == .stopping, pid != nil { actions.append(.killAll) }
+
+        case let .abort(reason, signal):
+            guard pid != nil, state == .starting || state == .running else { break }
+            endingCause = reason
+            aborting = true
+            enter(.stopping, now: now, into: &actions)
+            actions.append(.signal(signal ?? config.stopSignal))
+            actions.append(.armTimer(.stopTimeout, deadline: now &+ config.stopTimeout))
+
+        case let .causeNoted(reason):
+            if pid != nil { endingCause = reason }
+
+        case let .probed(result):
+            if pid != nil { health = result }
         }
         return actions
     }
@@ -232,6 +267,8 @@ public struct InstanceMachine: Equatable, Sendable {
 
     private mutating func spawn(config: ServiceConfig, now: USec, manual: Bool, into actions: inout [InstanceAction]) {
         endingCause = nil
+        aborting = false
+        health = nil
         if !manual { restarts += 1 }
         generation += 1
         recentStarts.append(now)

@@ -1,4 +1,6 @@
 import XCTest
+import Glibc
+private let SIGABRT_: Int32 = SIGABRT
 @testable import RingmasterCore
 
 /// Tables of event → state/actions for one instance, with a manual clock.
@@ -35,6 +37,79 @@ final class InstanceMachineTests: XCTestCase {
         ], config: config())
         XCTAssertEqual(m.pid, 42)
         XCTAssertTrue(m.wanted)
+    }
+
+    func testAbortEndsAsAFailureWithItsReason() {
+        let cfg = config { $0.restart = .always }
+        let m = run([
+            (0, .startRequested, .starting, [.stateChanged(from: .stopped, to: .starting), .spawn]),
+            (1, .spawned(pid: 42), .running, [.stateChanged(from: .starting, to: .running)]),
+            (2 * s, .abort(.watchdog, signal: SIGABRT_), .stopping,
+             [.stateChanged(from: .running, to: .stopping), .signal(SIGABRT_), .armTimer(.stopTimeout, deadline: 2 * s + cfg.stopTimeout)]),
+            (2 * s + cfg.stopTimeout, .timerFired(.stopTimeout), .stopping, [.killAll]),
+            (3 * s + cfg.stopTimeout, .processExited(.killed(9)), .backoff,
+             [.killAll, .cancelTimer(.stopTimeout), .stateChanged(from: .stopping, to: .backoff),
+              .armTimer(.restart, deadline: 3 * s + cfg.stopTimeout + 100 * ms)]),
+        ], config: cfg)
+        XCTAssertEqual(m.lastExitReason, .watchdog)
+        XCTAssertFalse(m.aborting)
+        XCTAssertEqual(m.consecutiveFailures, 1)
+    }
+
+    func testAbortUnderRestartNeverFailsWithTheReason() {
+        let cfg = config { $0.restart = .never }
+        let m = run([
+            (0, .startRequested, .starting, [.stateChanged(from: .stopped, to: .starting), .spawn]),
+            (1, .spawned(pid: 42), .running, [.stateChanged(from: .starting, to: .running)]),
+            (2, .abort(.liveness), .stopping,
+             [.stateChanged(from: .running, to: .stopping), .signal(cfg.stopSignal), .armTimer(.stopTimeout, deadline: 2 + cfg.stopTimeout)]),
+            (3, .processExited(.killed(15)), .failed,
+             [.killAll, .cancelTimer(.stopTimeout), .stateChanged(from: .stopping, to: .failed),
+              .gaveUp(reason: "liveness: killed by SIGTERM; restart = \"never\"")]),
+        ], config: cfg)
+        XCTAssertEqual(m.lastExitReason, .liveness)
+    }
+
+    func testAbortIsIgnoredWithoutAProcessAndARestartSkipsTheBackoff() {
+        let cfg = config { $0.restart = .always }
+        _ = run([
+            (0, .abort(.watchdog), .stopped, []),
+            (1, .startRequested, .starting, [.stateChanged(from: .stopped, to: .starting), .spawn]),
+            (2, .abort(.readyTimeout), .starting, []), // spawn still in flight: no process to abort
+            (3, .spawned(pid: 7), .running, [.stateChanged(from: .starting, to: .running)]),
+            (4, .abort(.liveness), .stopping,
+             [.stateChanged(from: .running, to: .stopping), .signal(cfg.stopSignal), .armTimer(.stopTimeout, deadline: 4 + cfg.stopTimeout)]),
+            (5, .restartRequested, .stopping, []),
+            (6, .processExited(.killed(15)), .starting,
+             [.killAll, .cancelTimer(.stopTimeout), .stateChanged(from: .stopping, to: .starting), .spawn]),
+        ], config: cfg)
+    }
+
+    func testNotedCauseNamesTheExit() {
+        let cfg = config { $0.restart = .always }
+        let m = run([
+            (0, .startRequested, .starting, [.stateChanged(from: .stopped, to: .starting), .spawn]),
+            (1, .spawned(pid: 42), .running, [.stateChanged(from: .starting, to: .running)]),
+            (2, .causeNoted(.oomKill), .running, []),
+            (3, .processExited(.killed(9)), .backoff,
+             [.killAll, .stateChanged(from: .running, to: .backoff), .armTimer(.restart, deadline: 3 + 100 * ms)]),
+        ], config: cfg)
+        XCTAssertEqual(m.lastExitReason, .oomKill)
+        XCTAssertNil(m.endingCause)
+    }
+
+    func testProbeResultIsKeptForTheCurrentProcessOnly() {
+        let cfg = config { $0.restart = .always }
+        var m = InstanceMachine(index: 0)
+        _ = m.handle(.probed(.passing), config: cfg, now: 0)
+        XCTAssertNil(m.health, "no process: nothing to record")
+        _ = m.handle(.startRequested, config: cfg, now: 0)
+        _ = m.handle(.spawned(pid: 3), config: cfg, now: 1)
+        XCTAssertEqual(m.handle(.probed(.failing), config: cfg, now: 2), [])
+        XCTAssertEqual(m.health, .failing)
+        _ = m.handle(.processExited(.exited(1)), config: cfg, now: 3)
+        _ = m.handle(.timerFired(.restart), config: cfg, now: 1_000_000)
+        XCTAssertNil(m.health, "a new process starts with no result")
     }
 
     func testNotifyReadyWaitsForReady() {
