@@ -90,6 +90,8 @@ public enum RestartPolicy: String, Equatable, Hashable, Sendable, CaseIterable {
 public enum ReadyMode: String, Equatable, Hashable, Sendable, CaseIterable {
     case started
     case notify
+    /// ready on the readiness probe's first success (`[services.X.readiness]`)
+    case probe
 }
 
 public struct StartLimit: Equatable, Hashable, Sendable {
@@ -150,6 +152,9 @@ public struct ServiceConfig: Equatable, Hashable, Sendable {
     public var autostart: Bool = true
     /// written into each instance's cgroup
     public var limits = ResourceLimits()
+    /// `[services.X.liveness]`, `[services.X.readiness]` (Probe.swift)
+    public var liveness: ProbeConfig? = nil
+    public var readiness: ProbeConfig? = nil
 
     public init(name: String, command: [String]) {
         self.name = name; self.command = command

@@ -87,12 +87,13 @@ extension ConfigValidator {
                 if let b = boolean(v, "autostart") { service.autostart = b }
             default:
                 if e.key == "memory-high" { memoryHigh = e }
-                if !limitKey(e, into: &service.limits) {
-                    unknownKey(e, in: "in \(context)", known: Self.serviceKeys + Self.limitKeys)
+                if !limitKey(e, into: &service.limits) && !probeKey(e, into: &service, context: context, refs: &refs) {
+                    unknownKey(e, in: "in \(context)", known: Self.serviceKeys + Self.limitKeys + Self.probeTables)
                 }
             }
         }
         checkMemoryLimits(service.limits, high: memoryHigh)
+        checkProbes(service, table: table, context: context)
 
         if let commandValue {
             if let argv = command(commandValue, shell: service.shell, refs: &refs) { service.command = argv }

@@ -11,6 +11,8 @@ public final class ServiceSlot {
     /// the entry as it was when a reload's removal completed (the core has dropped it)
     var removedEntry: StackEntry?
     var processes: [Int: InstanceProcess] = [:]
+    /// its probes' runtime (Probes.swift); nil for a service without probes
+    var probes: ServiceProbes?
     /// ProcessMetrics as of one loop iteration (`loop.now`)
     var metricsCache: (at: UInt64, value: ProcessMetrics)?
     public internal(set) var stateChangedRealtime: USec = realtimeNow()

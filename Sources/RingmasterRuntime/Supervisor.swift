@@ -267,6 +267,7 @@ public final class Supervisor {
                 process.reset()
                 slot.dropProcess(index, ifAtOrBeyond: slot.entry.machine.instances.count)
             }
+            probesInstanceChanged(slot, index, to)
         case let .gaveUp(reason):
             log.write(LogEvent(.err, "gave-up", "\(slot.name).\(index) gave up: \(reason)",
                                service: slot.name, instance: index))

@@ -147,6 +147,8 @@ extension Supervisor {
                   slot.processes[index]?.acceptsNotify(pid: message.pid, uid: message.uid) == true else { continue }
             for line in message.message.split(separator: "\n") {
                 if line == "READY=1" {
+                    // with ready = "probe", the readiness probe decides (Probes.swift)
+                    if slot.probes?.board.readiness != nil { continue }
                     handle(.readyNotified, instance: index, of: slot)
                 } else if line.hasPrefix("STATUS=") {
                     slot.processes[index]?.status = String(line.dropFirst(7))

@@ -228,6 +228,13 @@ public final class EventSource {
         try check(sd_event_source_set_enabled(h, Int32(SD_EVENT_ONESHOT)), "sd_event_source_set_enabled")
     }
 
+    /// For an `onReadable` source: the epoll events it waits for from now on (EPOLLIN,
+    /// EPOLLOUT), one epoll_ctl instead of a new source.
+    public func setIOEvents(_ events: UInt32) throws {
+        guard let h = handle else { throw SystemdError("sd_event_source_set_io_events", errno: ESTALE) }
+        try check(sd_event_source_set_io_events(h, events), "sd_event_source_set_io_events")
+    }
+
     /// For a `watchChild` source: sends `signo` to the child through its pidfd (no pid
     /// reuse race). Fails with ESRCH once the child has been reaped.
     public func sendSignal(_ signo: Int32) throws {

@@ -1,0 +1,206 @@
+import Glibc
+import RingmasterCore
+import Systemd
+
+/// The runtime side of one service's probes: the core's `ProbeBoard` (which decides), one
+/// timer per probe of an instance, and the probes in flight. Exists only for a service with
+/// a probe: a service without costs no timer, no wake-up, nothing.
+final class ServiceProbes {
+    var board: ProbeBoard
+    /// what the board was made from: a reload that changes it makes a new board
+    let signature: ProbeSignature
+    var timers: [ProbeKey: EventSource] = [:]
+    var inFlight: [ProbeKey: ProbeRun] = [:]
+    /// timer accuracy: wake-ups of instances probed at the same interval coalesce
+    let accuracy: [ProbeKind: UInt64]
+
+    init?(config: ServiceConfig) {
+        guard let board = ProbeBoard(config: config) else { return nil }
+        self.board = board
+        self.signature = ProbeSignature(config)
+        var accuracy: [ProbeKind: UInt64] = [:]
+        for kind in ProbeKind.allCases {
+            if let p = board.probe(kind) { accuracy[kind] = min(max(p.interval / 10, 1_000), 250_000) }
+        }
+        self.accuracy = accuracy
+    }
+
+    /// Everything stops: timers, sockets, processes (killed, and still reaped).
+    func stopAll() {
+        timers.removeAll()
+        for run in inFlight.values { run.cancel() }
+        inFlight.removeAll()
+    }
+}
+
+/// The parts of a service's config its probes depend on.
+struct ProbeSignature: Equatable {
+    var liveness: ProbeConfig?
+    var readiness: ProbeConfig?
+    var ready: ReadyMode
+    init(_ c: ServiceConfig) { liveness = c.liveness; readiness = c.readiness; ready = c.ready }
+}
+
+/// One probe in flight: a socket being connected or read, or a process.
+protocol ProbeRun: AnyObject {
+    /// Ends it without a result: closes the socket, kills the process (which is still reaped).
+    func cancel()
+}
+
+extension Supervisor {
+    /// An instance of `slot` entered `state` (every `stateChanged` passes here): its probes
+    /// begin or end. Nothing at all for a service without probes.
+    func probesInstanceChanged(_ slot: ServiceSlot, _ index: Int, _ state: InstanceState) {
+        guard let probes = probesFor(slot) else { return }
+        performProbes(probes.board.instanceChanged(index, to: state, now: now), slot: slot, probes: probes)
+    }
+
+    /// The slot's probes, made (or made again after a reload changed them) from its config;
+    /// nil when the service has none.
+    private func probesFor(_ slot: ServiceSlot) -> ServiceProbes? {
+        guard let p = stack.entry(slot.id) else { return slot.probes }
+        let config = p.machine.config
+        if let probes = slot.probes, probes.signature == ProbeSignature(config) { return probes }
+        slot.probes?.stopAll()
+        slot.probes = ServiceProbes(config: config)
+        guard let probes = slot.probes else { return nil }
+        // Probes changed by a reload: the instances up now start from scratch under the new ones.
+        for i in p.machine.instances where i.state == .starting || i.state == .running {
+            performProbes(probes.board.instanceChanged(i.index, to: i.state, now: now), slot: slot, probes: probes)
+        }
+        return probes
+    }
+
+    func performProbes(_ outputs: [ProbeOutput], slot: ServiceSlot, probes: ServiceProbes) {
+        for output in outputs {
+            switch output {
+            case let .arm(key, deadline):
+                armProbeTimer(key, at: deadline, slot: slot, probes: probes)
+            case let .run(key):
+                startProbe(key, slot: slot, probes: probes)
+            case let .stop(key):
+                probes.timers[key] = nil
+                probes.inFlight.removeValue(forKey: key)?.cancel()
+            case let .event(index, event):
+                handle(event, instance: index, of: slot)
+                if case .abort = event, let pgid = slot.processes[index]?.pgid {
+                    // A stopped (SIGSTOP) process that no longer answers its probe must be able
+                    // to act on its stop signal: continue it, as systemd does after a kill signal.
+                    _ = kill(-pgid, SIGCONT)
+                }
+            case let .note(index, note):
+                let priority: Priority = note.level == .info ? .info : note.level == .warning ? .warning : .err
+                log.write(LogEvent(priority, note.event, "\(slot.name).\(index) \(note.message)",
+                                   service: slot.name, instance: index, pid: slot.processes[index]?.pid))
+            }
+        }
+    }
+
+    private func armProbeTimer(_ key: ProbeKey, at deadline: USec, slot: ServiceSlot, probes: ServiceProbes) {
+        if let timer = probes.timers[key], (try? timer.reschedule(at: deadline)) != nil { return }
+        do {
+            probes.timers[key] = try loop.timer(at: deadline, accuracy: probes.accuracy[key.kind] ?? 1_000) {
+                [weak self, weak slot, weak probes] in
+                guard let self, let slot, let probes, slot.probes === probes else { return }
+                self.performProbes(probes.board.timerFired(key, now: self.now), slot: slot, probes: probes)
+            }
+        } catch {
+            log.error("probe", "\(slot.name).\(key.instance): cannot arm the \(key.kind.rawValue) timer: \(error)",
+                      service: slot.name)
+        }
+    }
+
+    /// Starts the probe; its result comes back through `probeFinished`.
+    private func startProbe(_ key: ProbeKey, slot: ServiceSlot, probes: ServiceProbes) {
+        guard let probe = probes.board.probe(key.kind), let entry = stack.entry(slot.id) else { return }
+        let config = entry.machine.config
+        let done: (Bool, String) -> Void = { [weak self, weak slot, weak probes] passed, detail in
+            guard let self, let slot, let probes, slot.probes === probes else { return }
+            self.probeFinished(key, passed: passed, detail: detail, slot: slot, probes: probes)
+        }
+        let run: ProbeRun?
+        switch ProbeTargets.target(probe.check, instance: key.instance, sockets: config.sockets) {
+        case let .failure(problem):
+            run = nil
+            done(false, problem.message)
+        case let .success(.tcp(address)):
+            run = SocketProbe.start(loop: loop, address: address, request: nil, done: done)
+        case let .success(.http(url)):
+            run = SocketProbe.start(loop: loop, address: url.address, request: SocketProbe.request(url), done: done)
+        case let .success(.exec(argv)):
+            run = startExecProbe(argv, index: key.instance, config: config, slot: slot, done: done)
+        }
+        if let run { probes.inFlight[key] = run }
+    }
+
+    private func probeFinished(_ key: ProbeKey, passed: Bool, detail: String, slot: ServiceSlot, probes: ServiceProbes) {
+        probes.inFlight[key] = nil
+        let outputs = probes.board.finished(key, passed: passed, detail: detail, now: now)
+        if !passed, outputs.contains(.event(instance: key.instance, .probed(.failing))) {
+            // The first failure of a passing (or new) process: why, once.
+            log.write(LogEvent(.info, "probe", "\(slot.name).\(key.instance) \(key.kind.rawValue) probe failed: \(detail)",
+                               service: slot.name, instance: key.instance, pid: slot.processes[key.instance]?.pid))
+        }
+        performProbes(outputs, slot: slot, probes: probes)
+    }
+
+    /// `exec = [...]`: the instance's environment (placeholders filled) plus `RINGMASTER_PID`,
+    /// in its working directory, output to /dev/null; exit 0 passes. Watched by its pidfd.
+    private func startExecProbe(_ argv: [String], index: Int, config: ServiceConfig, slot: ServiceSlot,
+                                done: @escaping (Bool, String) -> Void) -> ProbeRun? {
+        let cfg = config.forInstance(index)
+        var env = environment.forChild(service: cfg, instance: index, notifySocket: "")
+        env.removeAll { $0.hasPrefix("NOTIFY_SOCKET=") || $0.hasPrefix("LISTEN_FDS=") || $0.hasPrefix("LISTEN_FDNAMES=") }
+        if let pid = slot.processes[index]?.pid { env.append("RINGMASTER_PID=\(pid)") }
+        var request = SpawnRequest(argv: argv, environment: env)
+        request.stdin = environment.devNull
+        request.stdout = environment.devNull
+        request.stderr = environment.devNull
+        request.workingDirectory = environment.workingDirectory(for: cfg)
+        request.nofileSoftLimit = environment.nofileSoftLimit
+        let child: SpawnedProcess
+        do {
+            child = try spawner.spawn(request)
+        } catch {
+            done(false, "\(error)")
+            return nil
+        }
+        let run = ExecProbe(pid: child.pid)
+        do {
+            run.source = try loop.watchChild(pidfd: child.pidfd) { [weak run] exit in
+                ExecProbe.lingering[exit.pid] = nil
+                guard let run, !run.cancelled else { return }
+                run.source = nil
+                let status = ExitStatus(exit)
+                done(status.isSuccess, "\(argv[0]) \(status)")
+            }
+        } catch {
+            _ = kill(-child.pid, SIGKILL)
+            close(child.pidfd)
+            done(false, "watching probe pid \(child.pid): \(error)")
+            return nil
+        }
+        return run
+    }
+}
+
+/// An `exec` probe's process. Cancelled (a timeout, the instance going): its process group is
+/// SIGKILLed, and its source kept in `lingering` until the exit is reaped.
+final class ExecProbe: ProbeRun {
+    let pid: Int32
+    var source: EventSource?
+    var cancelled = false
+    /// cancelled probes' processes, until reaped (the loop is single-threaded)
+    nonisolated(unsafe) static var lingering: [Int32: EventSource] = [:]
+
+    init(pid: Int32) { self.pid = pid }
+
+    func cancel() {
+        guard !cancelled else { return }
+        cancelled = true
+        guard let source else { return }
+        self.source = nil
+        _ = kill(-pid, SIGKILL) // its own process group (setsid in the child)
+        ExecProbe.lingering[pid] = source
+    }
+}
