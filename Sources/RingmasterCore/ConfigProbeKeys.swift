@@ -107,9 +107,15 @@ extension ConfigValidator {
             // The target as instance 0 runs it: a bad scheme, host or port is an error now
             // (a bad placeholder is reported by the placeholder check, at its column).
             let placeholdersValid = Placeholders.scan(text).allSatisfy { if case .success = $0.result { return true } else { return false } }
-            if placeholdersValid, case let .failure(problem) = ProbeTargets.target(check, instance: 0, sockets: []) {
-                error(e.value.location, problem.message)
-                return nil
+            if placeholdersValid {
+                let filled = Placeholders.substitute(text, instance: 0, sockets: [])
+                let problem: ConfigValueProblem?
+                if e.key == "http" {
+                    if case let .failure(p) = HTTPProbeURL.parse(filled, written: text) { problem = p } else { problem = nil }
+                } else {
+                    if case let .failure(p) = ProbeTargets.parseTCP(filled, written: text) { problem = p } else { problem = nil }
+                }
+                if let problem { error(e.value.location, problem.message); return nil }
             }
             refs.placeholderStrings.append(e.value)
             return check

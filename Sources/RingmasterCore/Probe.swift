@@ -55,8 +55,9 @@ public struct HTTPProbeURL: Equatable, Sendable {
 
     public static let maximumLength = 2048
 
-    public static func parse(_ text: String) -> Result<HTTPProbeURL, ConfigValueProblem> {
-        let shown = EnvFile.bounded(text)
+    /// `written`: the URL as the config has it (placeholders unfilled), for messages.
+    public static func parse(_ text: String, written: String? = nil) -> Result<HTTPProbeURL, ConfigValueProblem> {
+        let shown = EnvFile.bounded(written ?? text)
         func bad(_ why: String) -> Result<HTTPProbeURL, ConfigValueProblem> {
             .failure(ConfigValueProblem("bad http probe URL \"\(shown)\": \(why)"))
         }
@@ -120,8 +121,8 @@ public struct HTTPProbeURL: Equatable, Sendable {
 
 public enum ProbeTargets {
     /// `tcp = "HOST:PORT"` with HOST an IPv4 literal, `[IPv6]` or `localhost`.
-    public static func parseTCP(_ text: String) -> Result<ListenAddress, ConfigValueProblem> {
-        let shown = EnvFile.bounded(text)
+    public static func parseTCP(_ text: String, written: String? = nil) -> Result<ListenAddress, ConfigValueProblem> {
+        let shown = EnvFile.bounded(written ?? text)
         guard let colon = text.lastIndex(of: ":") else {
             return .failure(ConfigValueProblem("bad tcp probe address \"\(shown)\": expected HOST:PORT"))
         }
