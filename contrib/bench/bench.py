@@ -20,9 +20,10 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from benchlib import peers as peerlib  # noqa: E402
+from benchlib import probes as probelib  # noqa: E402
 from benchlib import procfs, report, workloads  # noqa: E402
 
-WORKLOADS = ["idle", "start", "restart", "logs", "scale"]
+WORKLOADS = ["idle", "start", "restart", "logs", "scale", "probes"]
 
 
 def log(msg):
@@ -149,13 +150,13 @@ def main():
         order = peers[rep - 1:] + peers[:rep - 1]  # round robin, rotated each repetition
         for w in wl:
             for peer in order:
-                if w == "scale" and peer.key != "ringmaster":
+                if w in ("scale", "probes") and peer.key != "ringmaster":
                     continue
                 tag = f"r{rep}{w}{peer.key[:4]}"
                 wd = os.path.join(out, f"{w}-r{rep}-{peer.key}")
                 t0 = time.monotonic()
                 try:
-                    res = getattr(workloads, w)(ctx, peer, wd, tag)
+                    res = (probelib.probes if w == "probes" else getattr(workloads, w))(ctx, peer, wd, tag)
                 except Exception as e:  # one peer's failure must not end the run
                     res = None
                     errors.append(f"repetition {rep}, {w}, {peer.key}: {type(e).__name__}: {e}")
@@ -207,6 +208,8 @@ def brief(w, r):
         return f"median {r['median_ms']:.2f} ms, p90 {r['p90_ms']:.2f} ms ({r['kills']} kills)"
     if w == "logs":
         return f"{r['lines_per_s'] / 1000:.1f} k lines/s ({r['seconds']:.3f} s, {r['lines']} lines{'' if r['complete'] else ', INCOMPLETE'})"
+    if w == "probes":
+        return probelib.brief(r)
     if w == "scale":
         st = ", ".join(f"{k} {v['median_ms']:.1f} ms" for k, v in r["status"].items())
         if r.get("error"):
@@ -275,6 +278,7 @@ def render(summary, raw, here):
     s = summary.scale_table()
     if s:
         lines += ["### Scale", "", s, ""]
+    lines += probelib.render(raw["results"].get("probes", {}).get("ringmaster", []))
     lines += ["## Targets (issue 5)", "", "| target | this run | |", "|---|---|---|"]
     for t, fig, v in summary.targets(watchdog_pings):
         lines.append(f"| {t} | {fig} | {v} |")

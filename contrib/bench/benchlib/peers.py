@@ -23,8 +23,10 @@ from . import procfs
 
 
 class Svc:
-    def __init__(self, name, argv, instances=1, logs=False):
+    def __init__(self, name, argv, instances=1, logs=False, extra_toml=""):
         self.name, self.argv, self.instances, self.logs = name, argv, instances, logs
+        # Ringmaster only: TOML appended after the service's table (its probe tables)
+        self.extra_toml = extra_toml
 
 
 def run(argv, timeout=60, check=True, **kw):
@@ -188,6 +190,8 @@ class Ringmaster(Peer):
                       'restart-delay = "0"',
                       'start-limit = { count = 1000, interval = "1s" }',
                       ""]
+            if s.extra_toml:
+                lines += [s.extra_toml, ""]
         self.config = os.path.join(self.wd, "ringmaster.toml")
         write(self.config, "\n".join(lines))
         self.argv = [os.path.join(self.env.bindir, "ringmasterd"), "--config", self.config,

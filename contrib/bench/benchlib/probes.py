@@ -1,0 +1,194 @@
+"""The probes workload: 100 HTTP servers, each checked once a second — by Ringmaster's own
+liveness probes (`interval = "1s"`), then by Monit (Debian's `monit`, `set daemon 1`, one
+`check host` per URL) — and the checker's own CPU over the same window. Ringmaster only among
+the supervisor peers (Monit is the comparison here, not a peer of the other workloads).
+
+  1. ringmasterd with 100 instances of server.py, each with an HTTP liveness probe of its
+     own port: the daemon's CPU, wake-ups, and the requests the servers counted (≈ 100/s,
+     proof that every URL was checked every second).
+  2. The same 100 instances without a probe: the daemon's CPU and wake-ups (a service
+     without probes must add no wake-up: only the unit's watchdog pings remain).
+  3. With those servers still up, Monit checking the same 100 URLs: Monit's CPU, wake-ups and
+     the requests counted.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import time
+
+from . import procfs
+from .peers import Svc, write
+
+N = 100
+SERVER = r'''
+import socket, sys
+port = int(sys.argv[1])
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", port))
+s.listen(128)
+hits = 0
+while True:
+    c, _ = s.accept()
+    try:
+        c.recv(4096)
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+    except OSError:
+        pass
+    c.close()
+    hits += 1
+    with open("hits.%d" % port, "w") as f:
+        f.write(str(hits))
+'''
+
+
+def free_base(n):
+    """A base port with n free loopback ports after it."""
+    for base in range(31000, 60000, 500):
+        ok = True
+        for p in range(base, base + n):
+            s = socket.socket()
+            try:
+                s.bind(("127.0.0.1", p))
+            except OSError:
+                ok = False
+            finally:
+                s.close()
+            if not ok:
+                break
+        if ok:
+            return base
+    raise RuntimeError(f"no {n} free ports in a row")
+
+
+def wait_listening(base, n, timeout_s=60):
+    deadline = time.monotonic() + timeout_s
+    for p in range(base, base + n):
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", p), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"port {p} not listening within {timeout_s} s")
+                time.sleep(0.05)
+
+
+def hits(wd, base, n):
+    total = 0
+    for p in range(base, base + n):
+        try:
+            total += int(open(os.path.join(wd, f"hits.{p}")).read() or 0)
+        except (OSError, ValueError):
+            pass
+    return total
+
+
+def measure(pids_fn, window_s, wd, base):
+    """CPU (ms), wake-ups and requests served over window_s, per second."""
+    pids = pids_fn()
+    a, h0, t0 = procfs.cpu_sample(pids), hits(wd, base, N), time.monotonic()
+    time.sleep(window_s)
+    b, h1, t1 = procfs.cpu_sample(pids_fn()), hits(wd, base, N), time.monotonic()
+    w = t1 - t0
+    return {"cpu_ms_per_s": (b["ns"] - a["ns"]) / 1e6 / w, "wakeups_per_s": (b["voluntary"] - a["voluntary"]) / w,
+            "requests_per_s": (h1 - h0) / w, "window_s": w}
+
+
+def monitrc(wd, base):
+    lines = ["set daemon 1", f"set log {wd}/monit.log", f"set idfile {wd}/monit.id",
+             f"set statefile {wd}/monit.state", f"set pidfile {wd}/monit.pid", ""]
+    for i in range(N):
+        lines += [f"check host web{i} with address 127.0.0.1",
+                  f'    if failed port {base + i} protocol http request "/healthz" with timeout 1 seconds then alert', ""]
+    path = os.path.join(wd, "monitrc")
+    write(path, "\n".join(lines), mode=0o600)
+    return path
+
+
+def probes(ctx, peer, wd, tag):
+    if peer.key != "ringmaster":
+        return None
+    os.makedirs(wd, exist_ok=True)
+    server = os.path.join(wd, "server.py")
+    write(server, SERVER)
+    base = free_base(N)
+    window = 10.0 if ctx.quick else 20.0
+    marker = f"/usr/bin/python3\x00{server}\x00".encode()
+    argv = ["/usr/bin/python3", server, "{instance + %d}" % base]
+    probe = ('[services.web.liveness]\nhttp = "http://127.0.0.1:{instance + %d}/healthz"\n'
+             'interval = "1s"\n' % base)
+    res = {"instances": N, "interval_s": 1}
+
+    # 1. Ringmaster's probes
+    peer.configure(os.path.join(wd, "with-probes"), tag + "p", [Svc("web", argv, N, extra_toml=probe)])
+    peer.launch()
+    try:
+        wait_listening(base, N)
+        time.sleep(3)
+        res["ringmaster"] = measure(lambda: peer.own_pids([marker]), window, wd, base)
+    finally:
+        peer.stop()
+
+    # 2. and 3. No probes in Ringmaster; Monit checks the same servers.
+    peer.configure(os.path.join(wd, "no-probes"), tag + "n", [Svc("web", argv, N)])
+    peer.launch()
+    monit = None
+    try:
+        wait_listening(base, N)
+        time.sleep(3)
+        res["ringmaster_no_probes"] = measure(lambda: peer.own_pids([marker]), window, wd, base)
+        rc = monitrc(wd, base)
+        monit = subprocess.Popen(["monit", "-I", "-c", rc], stdin=subprocess.DEVNULL,
+                                 stdout=open(os.path.join(wd, "monit.out"), "wb"), stderr=subprocess.STDOUT,
+                                 cwd=wd, start_new_session=True)
+        time.sleep(3)
+        if monit.poll() is not None:
+            raise RuntimeError(f"monit exited ({monit.returncode}): see {wd}/monit.out")
+        res["monit"] = measure(lambda: procfs.descendants(monit.pid), window, wd, base)
+        res["monit_version"] = subprocess.run(["monit", "-V"], stdout=subprocess.PIPE, text=True).stdout.splitlines()[0]
+    finally:
+        if monit:
+            monit.send_signal(signal.SIGTERM)
+            try:
+                monit.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                monit.kill()
+                monit.wait()
+        peer.stop()
+    res["ratio"] = res["ringmaster"]["cpu_ms_per_s"] / res["monit"]["cpu_ms_per_s"] if res["monit"]["cpu_ms_per_s"] else None
+    return res
+
+
+def brief(r):
+    rm, mo, np = r["ringmaster"], r["monit"], r["ringmaster_no_probes"]
+    return (f"ringmasterd {rm['cpu_ms_per_s']:.2f} ms CPU/s ({rm['requests_per_s']:.0f} req/s, {rm['wakeups_per_s']:.0f} wake-ups/s); "
+            f"monit {mo['cpu_ms_per_s']:.2f} ms/s ({mo['requests_per_s']:.0f} req/s, {mo['wakeups_per_s']:.0f} wake-ups/s); "
+            f"ratio {r['ratio']:.3f}; without probes {np['cpu_ms_per_s']:.3f} ms/s, {np['wakeups_per_s']:.2f} wake-ups/s")
+
+
+def render(runs):
+    """The report's section from the repetitions' results (medians)."""
+    runs = [r for r in runs if r]
+    if not runs:
+        return []
+
+    def med(f):
+        v = sorted(f(r) for r in runs)
+        return v[len(v) // 2]
+    lines = ["### Probes beside Monit", "",
+             f"{N} instances of a small Python HTTP server, each URL checked once a second: by Ringmaster's"
+             " HTTP liveness probes (`interval = \"1s\"`), then by Monit"
+             f" ({runs[0].get('monit_version', 'monit')}, `set daemon 1`, one `check host … protocol http` per URL)."
+             " CPU of the checker's own processes (never the servers'), median of the repetitions;"
+             " requests counted by the servers themselves.", "",
+             "| checker | CPU ms per s | wake-ups per s | requests per s |", "|---|---|---|---|"]
+    for label, key in (("ringmasterd, 100 liveness probes", "ringmaster"), ("Monit, 100 checks", "monit"),
+                       ("ringmasterd, the same 100 instances without probes", "ringmaster_no_probes")):
+        lines.append(f"| {label} | {med(lambda r: r[key]['cpu_ms_per_s']):.2f} | {med(lambda r: r[key]['wakeups_per_s']):.1f} |"
+                     f" {med(lambda r: r[key]['requests_per_s']):.0f} |")
+    ratio = med(lambda r: r["ratio"] or 0)
+    lines += ["", f"Ringmaster ÷ Monit CPU: **{ratio:.3f}** (goal ≤ 0.25: {'met' if ratio <= 0.25 else 'missed'}).", ""]
+    return lines
