@@ -41,6 +41,10 @@ final class SocketProbe: ProbeRun {
         }
         let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { done(false, "socket: \(errnoString())"); return nil }
+        // Closed with a reset, as HAProxy closes its health checks: no FIN exchange and no
+        // TIME_WAIT left behind, on either side, for a connection made every interval.
+        var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+        _ = setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
         let probe = SocketProbe(fd: fd, request: request, done: done)
         let r: Int32
         switch address {
@@ -70,6 +74,15 @@ final class SocketProbe: ProbeRun {
         if r == 0 {
             probe.connected = true
             guard probe.afterConnect() else { return nil }
+        } else if request != nil {
+            // On loopback the handshake is usually over by the time connect() returns
+            // (EINPROGRESS all the same): send now and skip the wake-up for EPOLLOUT.
+            // Not yet connected: EAGAIN (or ENOTCONN), and we wait for EPOLLOUT as usual.
+            switch probe.trySend() {
+            case .sent: probe.connected = true
+            case .notYet: break
+            case let .failed(code, _): probe.finish(false, "connect to \(address): \(errnoString(code))"); return nil
+            }
         }
         do {
             probe.source = try loop.onReadable(fd: fd, events: probe.connected ? SocketProbe.epollIn : SocketProbe.epollOut) {
@@ -81,6 +94,8 @@ final class SocketProbe: ProbeRun {
         }
         return probe
     }
+
+    deinit { cancel() }
 
     func cancel() {
         done = nil
@@ -96,13 +111,24 @@ final class SocketProbe: ProbeRun {
 
     /// Connected: a tcp probe has passed; an http one sends its request. False once over.
     private func afterConnect() -> Bool {
-        guard let request else { finish(true, "connected"); return false }
-        let sent = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
-        guard sent == request.count else {
-            finish(false, sent < 0 ? "send: \(errnoString())" : "send: only \(sent) of \(request.count) bytes")
-            return false
+        guard request != nil else { finish(true, "connected"); return false }
+        switch trySend() {
+        case .sent: return true
+        case .notYet: finish(false, "send: \(errnoString(EAGAIN))"); return false
+        case let .failed(_, why): finish(false, why); return false
         }
-        return true
+    }
+
+    private enum SendResult { case sent, notYet, failed(errno: Int32, String) }
+
+    /// The whole request in one send (a few hundred bytes: it fits any socket buffer).
+    private func trySend() -> SendResult {
+        guard let request else { return .sent }
+        let sent = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+        if sent == request.count { return .sent }
+        let code = errno
+        if sent < 0 && (code == EAGAIN || code == ENOTCONN || code == EINPROGRESS) { return .notYet }
+        return .failed(errno: code, sent < 0 ? "send: \(errnoString(code))" : "send: only \(sent) of \(request.count) bytes")
     }
 
     private func ready(_ revents: UInt32) {
@@ -116,16 +142,18 @@ final class SocketProbe: ProbeRun {
             do { try source?.setIOEvents(SocketProbe.epollIn) } catch { finish(false, "\(error)") }
             return
         }
-        var chunk = [UInt8](repeating: 0, count: SocketProbe.maximumResponse)
         while fd >= 0 {
             let room = SocketProbe.maximumResponse - buffer.count
-            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, room, Int32(MSG_DONTWAIT)) }
+            let n = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: SocketProbe.maximumResponse) { chunk -> Int in
+                let n = recv(fd, chunk.baseAddress, room, Int32(MSG_DONTWAIT))
+                if n > 0 { buffer += chunk[0..<n] }
+                return n
+            }
             if n < 0 {
                 if errno == EAGAIN || errno == EINTR { return }
                 finish(false, "read: \(errnoString())")
                 return
             }
-            buffer += chunk[0..<n]
             if let verdict = SocketProbe.statusVerdict(buffer, ended: n == 0 || buffer.count >= SocketProbe.maximumResponse) {
                 finish(verdict.passed, verdict.detail)
                 return

@@ -11,6 +11,10 @@ final class ServiceProbes {
     let signature: ProbeSignature
     var timers: [ProbeKey: EventSource] = [:]
     var inFlight: [ProbeKey: ProbeRun] = [:]
+    /// each probe's target as its instance's current process uses it (placeholders filled,
+    /// address parsed, request bytes made once): dropped at every change of the instance
+    var targets: [ProbeKey: Result<ProbeTarget, ConfigValueProblem>] = [:]
+    var requests: [ProbeKey: [UInt8]] = [:]
     /// timer accuracy: wake-ups of instances probed at the same interval coalesce
     let accuracy: [ProbeKind: UInt64]
 
@@ -52,6 +56,10 @@ extension Supervisor {
     /// begin or end. Nothing at all for a service without probes.
     func probesInstanceChanged(_ slot: ServiceSlot, _ index: Int, _ state: InstanceState) {
         guard let probes = probesFor(slot) else { return }
+        for kind in ProbeKind.allCases {
+            probes.targets[ProbeKey(index, kind)] = nil
+            probes.requests[ProbeKey(index, kind)] = nil
+        }
         performProbes(probes.board.instanceChanged(index, to: state, now: now), slot: slot, probes: probes)
     }
 
@@ -112,23 +120,32 @@ extension Supervisor {
 
     /// Starts the probe; its result comes back through `probeFinished`.
     private func startProbe(_ key: ProbeKey, slot: ServiceSlot, probes: ServiceProbes) {
-        guard let probe = probes.board.probe(key.kind), let entry = stack.entry(slot.id) else { return }
-        let config = entry.machine.config
+        guard let probe = probes.board.probe(key.kind) else { return }
+        let target: Result<ProbeTarget, ConfigValueProblem>
+        if let known = probes.targets[key] {
+            target = known
+        } else {
+            guard let entry = stack.entry(slot.id) else { return }
+            target = ProbeTargets.target(probe.check, instance: key.instance, sockets: entry.machine.config.sockets)
+            probes.targets[key] = target
+            if case let .success(.http(url)) = target { probes.requests[key] = SocketProbe.request(url) }
+        }
         let done: (Bool, String) -> Void = { [weak self, weak slot, weak probes] passed, detail in
             guard let self, let slot, let probes, slot.probes === probes else { return }
             self.probeFinished(key, passed: passed, detail: detail, slot: slot, probes: probes)
         }
         let run: ProbeRun?
-        switch ProbeTargets.target(probe.check, instance: key.instance, sockets: config.sockets) {
+        switch target {
         case let .failure(problem):
             run = nil
             done(false, problem.message)
         case let .success(.tcp(address)):
             run = SocketProbe.start(loop: loop, address: address, request: nil, done: done)
         case let .success(.http(url)):
-            run = SocketProbe.start(loop: loop, address: url.address, request: SocketProbe.request(url), done: done)
+            run = SocketProbe.start(loop: loop, address: url.address, request: probes.requests[key], done: done)
         case let .success(.exec(argv)):
-            run = startExecProbe(argv, index: key.instance, config: config, slot: slot, done: done)
+            guard let entry = stack.entry(slot.id) else { return }
+            run = startExecProbe(argv, index: key.instance, config: entry.machine.config, slot: slot, done: done)
         }
         if let run { probes.inFlight[key] = run }
     }
@@ -194,6 +211,8 @@ final class ExecProbe: ProbeRun {
     nonisolated(unsafe) static var lingering: [Int32: EventSource] = [:]
 
     init(pid: Int32) { self.pid = pid }
+
+    deinit { cancel() }
 
     func cancel() {
         guard !cancelled else { return }

@@ -7,25 +7,30 @@ import Glibc
 import XCTest
 
 final class ProbeTests: DBusTestCase {
-    /// A one-file HTTP/1.1 server on 127.0.0.1:PORT (argv[1]) answering 200 to anything;
-    /// it writes `listening.PORT` (ns timestamp) once it accepts.
+    /// A one-file HTTP/1.1 server on 127.0.0.1:PORT (argv[1]) answering 200 to anything (503
+    /// while a file `down` exists); it writes `listening.PORT` (ns timestamp) once it accepts,
+    /// and `hits.PORT` (requests answered so far) after each request.
     private func writeServer() throws {
         try """
-            import socket, sys, time
+            import os, socket, sys, time
             port = int(sys.argv[1])
             s = socket.socket()
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(("127.0.0.1", port))
             s.listen(64)
             open("listening.%d" % port, "w").write(str(time.time_ns()))
+            hits = 0
             while True:
                 c, _ = s.accept()
                 try:
                     c.recv(4096)
-                    c.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\nConnection: close\\r\\n\\r\\nok")
+                    status = b"503 Service Unavailable" if os.path.exists("down") else b"200 OK"
+                    c.sendall(b"HTTP/1.1 " + status + b"\\r\\nContent-Length: 2\\r\\nConnection: close\\r\\n\\r\\nok")
                 except OSError:
                     pass
                 c.close()
+                hits += 1
+                open("hits.%d" % port, "w").write(str(hits))
             """.write(toFile: dir + "/server.py", atomically: true, encoding: .utf8)
     }
 
@@ -74,8 +79,9 @@ final class ProbeTests: DBusTestCase {
             """)
         let before = try requireInstances(3, of: web, daemon: daemon)
         for i in 0..<3 { try require("instance \(i) listening") { self.timestamp("listening.\(Int(base) + i)") != nil } }
-        // Every instance has passed a probe (health reported on the bus by the core's own
-        // record would be the view's; here: no probe failure was logged after they listened).
+        // Every instance has answered a probe: its failure count (a refused connect before it
+        // listened) is back to 0, so the stopped one needs `failures` timeouts of its own.
+        for i in 0..<3 { try require("instance \(i) probed") { self.timestamp("hits.\(Int(base) + i)").map { $0 >= 1 } == true } }
         let stopped = try XCTUnwrap(before[1]).pid
         kill(stopped, SIGSTOP)
         let t0 = monotonicNanoseconds()
@@ -97,6 +103,50 @@ final class ProbeTests: DBusTestCase {
         XCTAssertEqual(try property(web, "LastExitReason") as? String, "liveness")
         // The stopped process was continued and ended by its stop signal, not left stopped.
         try require("the stopped process is gone") { kill(stopped, 0) != 0 }
+        XCTAssertEqual(try daemon.terminate(), 0)
+    }
+
+    /// Every instance fails at once (the file `down`: all answer 503, as when their database
+    /// is gone): one instance is restarted — again and again, its replacement failing too —
+    /// while the two others keep their processes; when the cause is gone, all pass again.
+    func testWhenAllFailOneIsRestartedAtATime() throws {
+        try writeServer()
+        let base = try freePorts(3)
+        let web = service("web")
+        let daemon = try startDaemon("""
+            [services.\(web)]
+            command = ["python3", "server.py", "{instance + \(base)}"]
+            instances = 3
+            start-limit = { count = 100, interval = "10s" }
+            [services.\(web).liveness]
+            http = "http://127.0.0.1:{instance + \(base)}/"
+            interval = "300ms"
+            timeout = "200ms"
+            initial-delay = "2s"
+            failures = 2
+            """)
+        let before = try requireInstances(3, of: web, daemon: daemon)
+        for i in 0..<3 { try require("instance \(i) listening") { self.timestamp("listening.\(Int(base) + i)") != nil } }
+        _ = FileManager.default.createFile(atPath: dir + "/down", contents: nil)
+        // Two restarts of the same instance, the two others held.
+        func restarts(_ log: String) -> [String] {
+            log.split(separator: "\n").filter { $0.contains("failed its liveness probe 2 times in a row") && $0.hasSuffix(": restarting it") }.map(String.init)
+        }
+        try require("two liveness restarts", timeout: 30, poll: 0.05) { restarts(daemon.log()).count >= 2 }
+        let log = daemon.log()
+        let restarted = (0..<3).filter { i in restarts(log).contains { $0.contains("\(web).\(i) failed") } }
+        XCTAssertEqual(restarted.count, 1, "more than one instance restarted for liveness at once:\n\(log)")
+        let others = (0..<3).filter { !restarted.contains($0) }
+        for i in others {
+            XCTAssertTrue(log.contains("\(web).\(i) failed its liveness probe 2 times in a row (HTTP 503); not restarted while instance \(restarted.first ?? -1)"), log)
+        }
+        let during = instances(of: web, daemon: daemon)
+        for i in others { XCTAssertEqual(during[i]?.pid, before[i]?.pid, "web.\(i) was restarted while another was being replaced") }
+        // The cause is gone: the replacement passes, the others pass and were never restarted.
+        try FileManager.default.removeItem(atPath: dir + "/down")
+        try requireLog("\(web).\(restarted.first ?? -1) passes its liveness probe again", daemon: daemon)
+        let after = try requireInstances(3, of: web, daemon: daemon)
+        for i in others { XCTAssertEqual(after[i]?.pid, before[i]?.pid) }
         XCTAssertEqual(try daemon.terminate(), 0)
     }
 
@@ -150,15 +200,20 @@ final class ProbeTests: DBusTestCase {
             timeout = "200ms"
             failures = 2
             """)
-        let first = try XCTUnwrap(try requireInstances(1, of: w, daemon: daemon)[0]).pid
+        // (An exec probe has the instance's environment, RINGMASTER_INSTANCE too: the
+        // instance's own process is the `sleep 1000`.)
+        func main() -> Int32? {
+            Processes.of(service: w).first { $0.ppid == daemon.pid && $0.arguments == ["sleep", "1000"] }?.pid
+        }
+        let first = try require("w.0 running") { main() }
         try require("probe.0 names the instance's pid") {
             (try? String(contentsOfFile: self.dir + "/probe.0", encoding: .utf8)) == "\(first) 0\n"
         }
         // Failing (exit 1): replaced, reason liveness.
         _ = FileManager.default.createFile(atPath: dir + "/fail", contents: nil)
         let second = try require("w.0 replaced after a failing exec probe", timeout: 10) { () -> Int32? in
-            guard let p = self.instances(of: w, daemon: daemon)[0], p.pid != first else { return nil }
-            return p.pid
+            guard let p = main(), p != first else { return nil }
+            return p
         }
         try requireLog("\(w).0 failed its liveness probe 2 times in a row (/bin/sh exited with status 1): restarting it", daemon: daemon)
         XCTAssertEqual(try property(w, "LastExitReason") as? String, "liveness")
@@ -169,8 +224,8 @@ final class ProbeTests: DBusTestCase {
         // Hanging: killed at its timeout, counted as a failure.
         _ = FileManager.default.createFile(atPath: dir + "/hang", contents: nil)
         let third = try require("w.0 replaced after hanging exec probes", timeout: 10) { () -> Int32? in
-            guard let p = self.instances(of: w, daemon: daemon)[0], p.pid != second else { return nil }
-            return p.pid
+            guard let p = main(), p != second else { return nil }
+            return p
         }
         try FileManager.default.removeItem(atPath: dir + "/hang")
         try requireLog("\(w).0 failed its liveness probe 2 times in a row (timed out after 200ms): restarting it", daemon: daemon)

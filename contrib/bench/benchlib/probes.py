@@ -87,7 +87,7 @@ def hits(wd, base, n):
 
 
 def measure(pids_fn, window_s, wd, base):
-    """CPU (ms), wake-ups and requests served over window_s, per second."""
+    """wd: where the servers write their counts (ringmaster's working directory for them)."""
     pids = pids_fn()
     a, h0, t0 = procfs.cpu_sample(pids), hits(wd, base, N), time.monotonic()
     time.sleep(window_s)
@@ -123,23 +123,25 @@ def probes(ctx, peer, wd, tag):
     res = {"instances": N, "interval_s": 1}
 
     # 1. Ringmaster's probes
-    peer.configure(os.path.join(wd, "with-probes"), tag + "p", [Svc("web", argv, N, extra_toml=probe)])
+    cwd = os.path.join(wd, "with-probes")
+    peer.configure(cwd, tag + "p", [Svc("web", argv, N, extra_toml=probe)])
     peer.launch()
     try:
         wait_listening(base, N)
         time.sleep(3)
-        res["ringmaster"] = measure(lambda: peer.own_pids([marker]), window, wd, base)
+        res["ringmaster"] = measure(lambda: peer.own_pids([marker]), window, cwd, base)
     finally:
         peer.stop()
 
     # 2. and 3. No probes in Ringmaster; Monit checks the same servers.
-    peer.configure(os.path.join(wd, "no-probes"), tag + "n", [Svc("web", argv, N)])
+    cwd = os.path.join(wd, "no-probes")
+    peer.configure(cwd, tag + "n", [Svc("web", argv, N)])
     peer.launch()
     monit = None
     try:
         wait_listening(base, N)
         time.sleep(3)
-        res["ringmaster_no_probes"] = measure(lambda: peer.own_pids([marker]), window, wd, base)
+        res["ringmaster_no_probes"] = measure(lambda: peer.own_pids([marker]), window, cwd, base)
         rc = monitrc(wd, base)
         monit = subprocess.Popen(["monit", "-I", "-c", rc], stdin=subprocess.DEVNULL,
                                  stdout=open(os.path.join(wd, "monit.out"), "wb"), stderr=subprocess.STDOUT,
@@ -147,7 +149,7 @@ def probes(ctx, peer, wd, tag):
         time.sleep(3)
         if monit.poll() is not None:
             raise RuntimeError(f"monit exited ({monit.returncode}): see {wd}/monit.out")
-        res["monit"] = measure(lambda: procfs.descendants(monit.pid), window, wd, base)
+        res["monit"] = measure(lambda: procfs.descendants(monit.pid), window, cwd, base)
         res["monit_version"] = subprocess.run(["monit", "-V"], stdout=subprocess.PIPE, text=True).stdout.splitlines()[0]
     finally:
         if monit:
