@@ -33,8 +33,9 @@ public struct ProbeState: Equatable, Sendable {
         case idle
         /// the next probe starts at `due`
         case waiting(due: USec)
-        /// a probe started at `started` is in flight; it fails at `deadline`
-        case running(started: USec, deadline: USec)
+        /// a probe due at `due` is in flight (the next is due an `interval` after that, so timers
+        /// that fire a little late for coalescing keep the cadence); it fails at `deadline`
+        case running(due: USec, deadline: USec)
     }
     public internal(set) var phase: Phase = .idle
     public internal(set) var failuresInRow = 0
@@ -116,7 +117,7 @@ public struct ProbeBoard: Equatable, Sendable {
         case let .waiting(due):
             guard now >= due else { out.append(.arm(key, at: due)); break }
             let deadline = now &+ probe.timeout
-            probes[key]?.phase = .running(started: now, deadline: deadline)
+            probes[key]?.phase = .running(due: due, deadline: deadline)
             out.append(.arm(key, at: deadline))
             out.append(.run(key))
         case let .running(_, deadline):
@@ -130,7 +131,7 @@ public struct ProbeBoard: Equatable, Sendable {
     /// A probe in flight ended: passed or not (`detail` says why not, for the log).
     public mutating func finished(_ key: ProbeKey, passed: Bool, detail: String, now: USec) -> [ProbeOutput] {
         var out: [ProbeOutput] = []
-        guard let probe = probe(key.kind), var s = probes[key], case let .running(started, _) = s.phase else { return out }
+        guard let probe = probe(key.kind), var s = probes[key], case let .running(due, _) = s.phase else { return out }
         if passed {
             s.successesInRow += 1
             if s.successesInRow >= probe.successes { s.failuresInRow = 0 }
@@ -138,7 +139,7 @@ public struct ProbeBoard: Equatable, Sendable {
             s.failuresInRow += 1
             s.successesInRow = 0
         }
-        let next = max(started &+ probe.interval, now)
+        let next = max(due &+ probe.interval, now)
         s.phase = .waiting(due: next)
         probes[key] = s
         report(key.instance, passed ? .passing : .failing, into: &out)

@@ -57,6 +57,18 @@ final class ProbePolicyTests: XCTestCase {
                        [.arm(L(0), at: 37 * s + 5)])
     }
 
+    /// Timers fire late (coalescing): the probes stay due every `interval`, on the same grid.
+    func testLateTimersKeepTheCadence() throws {
+        var b = try XCTUnwrap(ProbeBoard(config: config(liveness: probe(interval: s, timeout: s / 2))))
+        _ = b.instanceChanged(0, to: .running, now: 0)
+        var due: USec = 0
+        for n in 0..<5 {
+            let late = USec(n % 3) * 90_000
+            XCTAssertEqual(cycle(&b, L(0), at: due + late, took: 2_000, passed: true).last, .arm(L(0), at: due + s))
+            due += s
+        }
+    }
+
     func testTimeoutIsAFailureAndCancelsTheProbe() throws {
         var b = try XCTUnwrap(ProbeBoard(config: config(liveness: probe(interval: 2 * s, timeout: s))))
         _ = b.instanceChanged(0, to: .running, now: 0)
@@ -161,7 +173,7 @@ final class ProbePolicyTests: XCTestCase {
                        + "restarted for its liveness, has not passed it again (one at a time)")
         // Still failing: held, noted once, probed on.
         let again = cycle(&b, L(1), at: 20 * s + 1, passed: false)
-        XCTAssertEqual(again, [.arm(L(1), at: 30 * s + 1)])
+        XCTAssertEqual(again, [.arm(L(1), at: 30 * s)], "due every interval from the first (a late timer does not shift it)")
         // Instance 0's replacement is up and fails too (the database is still down): it is the
         // one tried again, and still only it.
         _ = b.instanceChanged(0, to: .stopping, now: 20 * s)
