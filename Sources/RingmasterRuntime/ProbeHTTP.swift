@@ -46,6 +46,11 @@ final class SocketProbe: ProbeRun {
         var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
         _ = setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
         let probe = SocketProbe(fd: fd, request: request, done: done)
+        func connectTo<Address>(_ sa: Address) -> Int32 {
+            withUnsafePointer(to: sa) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<Address>.size)) }
+            }
+        }
         let r: Int32
         switch address {
         case let .tcp4(host, port):
@@ -53,17 +58,13 @@ final class SocketProbe: ProbeRun {
             sa.sin_family = sa_family_t(AF_INET)
             sa.sin_port = port.bigEndian
             _ = inet_pton(AF_INET, host, &sa.sin_addr)
-            r = withUnsafePointer(to: &sa) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
+            r = connectTo(sa)
         case let .tcp6(host, port):
             var sa = sockaddr_in6()
             sa.sin6_family = sa_family_t(AF_INET6)
             sa.sin6_port = port.bigEndian
             _ = inet_pton(AF_INET6, host, &sa.sin6_addr)
-            r = withUnsafePointer(to: &sa) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
-            }
+            r = connectTo(sa)
         default:
             r = -1
         }

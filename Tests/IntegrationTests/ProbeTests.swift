@@ -59,10 +59,10 @@ final class ProbeTests: DBusTestCase {
         (try? String(contentsOfFile: dir + "/" + file, encoding: .utf8)).flatMap { UInt64($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
     }
 
-    /// Instance 1 of 3 is SIGSTOPped: its HTTP liveness probe times out `failures` times and
-    /// it is replaced within interval × failures + timeout + 1 s, reason `liveness`, while
-    /// instances 0 and 2 keep their processes.
-    func testStoppedInstanceIsReplacedSiblingsKeepTheirPids() throws {
+    /// Three instances of server.py, each on its own port (base + instance), with `liveness`
+    /// (PORT in it is the base port) and `service` lines in their tables; once each listens.
+    private func startServers(service extra: String = "", liveness: String) throws
+        -> (web: String, base: UInt16, daemon: Daemon, before: [Int: ProcessInfoEntry]) {
         try writeServer()
         let base = try freePorts(3)
         let web = service("web")
@@ -70,15 +70,26 @@ final class ProbeTests: DBusTestCase {
             [services.\(web)]
             command = ["python3", "server.py", "{instance + \(base)}"]
             instances = 3
+            \(extra)
             [services.\(web).liveness]
-            http = "http://127.0.0.1:{instance + \(base)}/healthz"
+            \(liveness.replacingOccurrences(of: "PORT", with: String(base)))
+            """)
+        let before = try requireInstances(3, of: web, daemon: daemon)
+        for i in 0..<3 { try require("instance \(i) listening") { self.timestamp("listening.\(Int(base) + i)") != nil } }
+        return (web, base, daemon, before)
+    }
+
+    /// Instance 1 of 3 is SIGSTOPped: its HTTP liveness probe times out `failures` times and
+    /// it is replaced within interval × failures + timeout + 1 s, reason `liveness`, while
+    /// instances 0 and 2 keep their processes.
+    func testStoppedInstanceIsReplacedSiblingsKeepTheirPids() throws {
+        let (web, base, daemon, before) = try startServers(liveness: """
+            http = "http://127.0.0.1:{instance + PORT}/healthz"
             interval = "1s"
             timeout = "500ms"
             initial-delay = "500ms"
             failures = 2
             """)
-        let before = try requireInstances(3, of: web, daemon: daemon)
-        for i in 0..<3 { try require("instance \(i) listening") { self.timestamp("listening.\(Int(base) + i)") != nil } }
         // Every instance has answered a probe: its failure count (a refused connect before it
         // listened) is back to 0, so the stopped one needs `failures` timeouts of its own.
         for i in 0..<3 { try require("instance \(i) probed") { self.timestamp("hits.\(Int(base) + i)").map { $0 >= 1 } == true } }
@@ -110,23 +121,13 @@ final class ProbeTests: DBusTestCase {
     /// is gone): one instance is restarted — again and again, its replacement failing too —
     /// while the two others keep their processes; when the cause is gone, all pass again.
     func testWhenAllFailOneIsRestartedAtATime() throws {
-        try writeServer()
-        let base = try freePorts(3)
-        let web = service("web")
-        let daemon = try startDaemon("""
-            [services.\(web)]
-            command = ["python3", "server.py", "{instance + \(base)}"]
-            instances = 3
-            start-limit = { count = 100, interval = "10s" }
-            [services.\(web).liveness]
-            http = "http://127.0.0.1:{instance + \(base)}/"
+        let (web, _, daemon, before) = try startServers(service: "start-limit = { count = 100, interval = \"10s\" }", liveness: """
+            http = "http://127.0.0.1:{instance + PORT}/"
             interval = "300ms"
             timeout = "200ms"
             initial-delay = "2s"
             failures = 2
             """)
-        let before = try requireInstances(3, of: web, daemon: daemon)
-        for i in 0..<3 { try require("instance \(i) listening") { self.timestamp("listening.\(Int(base) + i)") != nil } }
         _ = FileManager.default.createFile(atPath: dir + "/down", contents: nil)
         // Two restarts of the same instance, the two others held.
         func restarts(_ log: String) -> [String] {
