@@ -247,7 +247,7 @@ final class ConfigValidationTests: XCTestCase {
             ("[services.web]\ncommand = [\"x\"]\ninstances = 10001", ["c.toml:3:13: instances must be between 0 and 10000, not 10001"]),
             ("[services.web]\ncommand = [\"x\"]\ninstances = \"4\"", ["c.toml:3:13: instances must be an integer, not a string"]),
             ("[services.web]\ncommand = [\"x\"]\nready = \"notfy\"",
-             [#"c.toml:3:9: ready must be "started" or "notify", not "notfy"; did you mean "notify"?"#]),
+             [#"c.toml:3:9: ready must be "started", "notify" or "probe", not "notfy"; did you mean "notify"?"#]),
             ("[services.web]\ncommand = [\"x\"]\nrestart = \"on_failure\"",
              [#"c.toml:3:11: restart must be "always", "on-failure" or "never", not "on_failure"; did you mean "on-failure"?"#]),
             ("[services.web]\ncommand = [\"x\"]\nrestart = false",
