@@ -173,11 +173,15 @@ final class SocketProbe: ProbeRun {
         }
         var line = bytes[..<newline]
         if line.last == UInt8(ascii: "\r") { line = line.dropLast() }
-        let text = String(decoding: line, as: UTF8.self)
-        let parts = text.split(separator: " ", maxSplits: 2, omittingEmptySubsequences: false)
-        guard parts.count >= 2, parts[0].hasPrefix("HTTP/1."), parts[1].count == 3, let code = Int(parts[1]) else {
+        // "HTTP/1.x NNN[ reason]", read as bytes (no string work for a probe that passes)
+        let digits = line.dropFirst(9).prefix(3)
+        guard line.starts(with: "HTTP/1.".utf8), line.count >= 12, line[line.startIndex + 8] == UInt8(ascii: " "),
+              line.count == 12 || line[line.startIndex + 12] == UInt8(ascii: " "),
+              digits.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) else {
+            let text = String(decoding: line, as: UTF8.self)
             return (false, "not an HTTP status line: \"\(boundedEcho(text, limit: 80))\"")
         }
+        let code = digits.reduce(0) { $0 * 10 + Int($1 - UInt8(ascii: "0")) }
         return ((200...399).contains(code), "HTTP \(code)")
     }
 }

@@ -61,6 +61,10 @@ extension Supervisor {
             probes.requests[ProbeKey(index, kind)] = nil
         }
         performProbes(probes.board.instanceChanged(index, to: state, now: now), slot: slot, probes: probes)
+        if !state.isTransient && state != .running {
+            // At rest (or scaled away): nothing of its probes is kept, not even a spent timer.
+            for kind in ProbeKind.allCases { probes.timers[ProbeKey(index, kind)] = nil }
+        }
     }
 
     /// The slot's probes, made (or made again after a reload changed them) from its config;

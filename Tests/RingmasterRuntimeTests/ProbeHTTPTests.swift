@@ -19,6 +19,10 @@ final class ProbeHTTPTests: XCTestCase {
             ("", true, (false, "the connection closed without a response")),
             ("SSH-2.0-OpenSSH\r\n", false, (false, "not an HTTP status line: \"SSH-2.0-OpenSSH\"")),
             ("HTTP/2 200\r\n", false, (false, "not an HTTP status line: \"HTTP/2 200\"")),
+            ("HTTP/1.1 200\r\n", false, (true, "HTTP 200")),
+            ("HTTP/1.1 2000 OK\r\n", false, (false, "not an HTTP status line: \"HTTP/1.1 2000 OK\"")),
+            ("HTTP/1.1 20x OK\r\n", false, (false, "not an HTTP status line: \"HTTP/1.1 20x OK\"")),
+            ("HTTP/1.1  200 OK\r\n", false, (false, "not an HTTP status line: \"HTTP/1.1  200 OK\"")),
         ]
         for (text, ended, expected) in table {
             let verdict = SocketProbe.statusVerdict(Array(text.utf8), ended: ended)
