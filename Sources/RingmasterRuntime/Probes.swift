@@ -138,6 +138,12 @@ extension Supervisor {
             guard let self, let slot, let probes, slot.probes === probes else { return }
             self.probeFinished(key, passed: passed, detail: detail, slot: slot, probes: probes)
         }
+        guard slot.processes[key.instance]?.pid != nil else {
+            // Probing starts as the instance does; its main process may not be there yet (a
+            // spawn under way, a pre-start running): not ready, and nothing to check alive.
+            done(false, "its main process has not started yet")
+            return
+        }
         let run: ProbeRun?
         switch target {
         case let .failure(problem):
