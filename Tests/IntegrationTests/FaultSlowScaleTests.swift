@@ -69,6 +69,13 @@ final class FaultSlowScaleTests: SystemdUnitTestCase {
         return took
     }
 
+    /// The same phase seen by one long-lived connection: the daemon's share of the latency.
+    private func noteConnection(_ probe: ConnectionLatencyProbe?, from: Date, to: Date = .distantFuture, _ f: String, _ phase: String) {
+        guard let probe else { return }
+        let samples = probe.samples(from: from, to: to)
+        figure(f, "one connection's Get(Version) during \(phase)", samples.latencies.summary + ", \(samples.unanswered) errors")
+    }
+
     private func assertAnswering(_ samples: [BusLatencyProbe.Sample], _ f: String, _ phase: String,
                                  file: StaticString = #filePath, line: UInt = #line) {
         let latencies = samples.latencies
@@ -92,6 +99,8 @@ final class FaultSlowScaleTests: SystemdUnitTestCase {
 
         let probe = BusLatencyProbe()
         defer { probe.stop() }
+        let connection = try? ConnectionLatencyProbe(dir: dir)
+        defer { connection?.stop() }
         try require("the probe's first answer") { probe.all.contains { $0.answered } }
         let up = Date()
         let scale = try ringctl(["scale", w, String(Self.count)], timeout: 300)
@@ -100,6 +109,7 @@ final class FaultSlowScaleTests: SystemdUnitTestCase {
                                        probe: probe, since: up, f, "the scale-up")
         let upEnd = Date()
         figure(f, "1 → \(Self.count) instances", String(format: "%.1f s", upTook))
+        noteConnection(connection, from: up, to: upEnd, f, "the scale-up")
         assertAnswering(probe.samples(from: up, to: upEnd), f, "the scale-up")
 
         let down = Date()
@@ -108,6 +118,7 @@ final class FaultSlowScaleTests: SystemdUnitTestCase {
         let downTook = try requireScaled(w, to: 1, unit: unit, daemon: daemon, timeout: 120,
                                          probe: probe, since: down, f, "the scale-down")
         figure(f, "\(Self.count) → 1 instances", String(format: "%.1f s", downTook))
+        noteConnection(connection, from: down, f, "the scale-down")
         assertAnswering(probe.samples(from: down), f, "the scale-down")
         probe.stop()
 
@@ -126,6 +137,8 @@ final class FaultSlowScaleTests: SystemdUnitTestCase {
         let probe = BusLatencyProbe()
         defer { probe.stop() }
         let launched = Date()
+        let connection = try? ConnectionLatencyProbe(dir: dir)
+        defer { connection?.stop() }
         try unit.systemctl("start", "--no-block", RingmasterUnit.service)
         let daemon = try require("the unit's MainPID", timeout: 15) { unit.mainPID > 0 ? unit.mainPID : nil }
         noteFDLimit(daemon, f)
@@ -138,6 +151,7 @@ final class FaultSlowScaleTests: SystemdUnitTestCase {
         let upEnd = Date()
         figure(f, "exec → first D-Bus answer", String(format: "%.2f s", firstAnswer.timeIntervalSince(launched)))
         figure(f, "start of \(Self.count) instances", String(format: "%.1f s (to active: %.1f s)", upTook, upEnd.timeIntervalSince(launched)))
+        noteConnection(connection, from: firstAnswer, to: upEnd, f, "the start")
         assertAnswering(probe.samples(from: firstAnswer, to: upEnd), f, "the start")
         probe.stop()
         XCTAssertEqual(unit.property("NRestarts"), "0")
