@@ -140,9 +140,14 @@ final class BusLatencyProbe {
     private let finished = DispatchSemaphore(value: 0)
     private var stopped = false
 
-    init(interval: TimeInterval = 0.05, callTimeout: TimeInterval = 10) {
-        let argv = ["busctl", "--user", "--timeout=\(Int(callTimeout))", "get-property",
-                    API.name, API.managerPath, API.manager, "Version"]
+    /// The same `busctl` call answered by dbus-daemon itself: what starting a client process
+    /// and a round trip through the bus cost at that moment, whatever ringmasterd does.
+    static let dbusDaemonCall = ["busctl", "--user", "--timeout=10", "call", "org.freedesktop.DBus",
+                                 "/org/freedesktop/DBus", "org.freedesktop.DBus", "GetId"]
+
+    init(interval: TimeInterval = 0.05, callTimeout: TimeInterval = 10, argv: [String]? = nil) {
+        let argv = argv ?? ["busctl", "--user", "--timeout=\(Int(callTimeout))", "get-property",
+                            API.name, API.managerPath, API.manager, "Version"]
         Thread.detachNewThread { [self] in
             while lock.withLock({ running }) {
                 let at = Date()
