@@ -186,7 +186,7 @@ _ringctl() {
 
 _ringctl_status() {
     repeating_flags=()
-    non_repeating_flags=(--json --version -h --help)
+    non_repeating_flags=(--json --instances --version -h --help)
     repeating_options=()
     non_repeating_options=()
     __ringctl_offer_flags_options -1

@@ -23,7 +23,7 @@ function __ringctl_parse_tokens -S
         __ringctl_parse_subcommand 0 'version' 'h/help'
         switch $unparsed_tokens[1]
         case 'status'
-            __ringctl_parse_subcommand -r 1 'json' 'version' 'h/help'
+            __ringctl_parse_subcommand -r 1 'json' 'instances' 'version' 'h/help'
         case 'start'
             __ringctl_parse_subcommand -r 1 'version' 'h/help'
         case 'stop'
@@ -111,6 +111,7 @@ complete -c 'ringctl' -n '__ringctl_should_offer_completions_for_positional "rin
 complete -c 'ringctl' -n '__ringctl_should_offer_completions_for_positional "ringctl" -eq 1' -fa 'check' -d 'Check a configuration file (and the conf.d/*.toml beside it).'
 complete -c 'ringctl' -n '__ringctl_should_offer_completions_for_positional "ringctl" -eq 1' -fa 'help' -d 'Show subcommand help information.'
 complete -c 'ringctl' -n '__ringctl_should_offer_completions_for_flags_or_options "ringctl status" json' -l 'json' -d 'Print a JSON array of objects instead of the table.'
+complete -c 'ringctl' -n '__ringctl_should_offer_completions_for_flags_or_options "ringctl status" instances' -l 'instances' -d 'Also show one row per instance.'
 complete -c 'ringctl' -n '__ringctl_should_offer_completions_for_flags_or_options "ringctl status" version' -l 'version' -d 'Show the version.'
 complete -c 'ringctl' -n '__ringctl_should_offer_completions_for_flags_or_options "ringctl status" h help' -s 'h' -l 'help' -d 'Show help information.'
 complete -c 'ringctl' -n '__ringctl_should_offer_completions_for_flags_or_options "ringctl start" version' -l 'version' -d 'Show the version.'
