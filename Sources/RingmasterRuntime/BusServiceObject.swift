@@ -99,6 +99,7 @@ extension BusService {
                     let signal = try m.readInt32()
                     try s.mapped { () throws(ControlError) in try s.kill(name, signal) }
                 },
+                method("Reload") { s, name, _ in try s.mapped { () throws(ControlError) in try s.reloadService(name) } },
             ],
             properties: properties
         )
