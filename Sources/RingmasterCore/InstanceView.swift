@@ -20,18 +20,11 @@ public struct InstanceView: Equatable, Sendable {
 }
 
 extension InstanceMachine {
-    /// This instance for the view; `config` is its service's (for the backoff delay).
-    public func view(config: ServiceConfig) -> InstanceView {
+    /// This instance for the view.
+    public var view: InstanceView {
         InstanceView(instance: index, pid: pid, state: state, health: health, restarts: restarts,
                      lastExitReason: lastExitReason, lastExit: lastExit, startedAt: startedAt,
-                     restartAt: restartDeadline(config: config), failureReason: failureReason)
-    }
-
-    /// When the restart timer armed on entering `backoff` fires: the machine armed it at the
-    /// time it entered the state, `backoffDelay` later (the failure count it used is unchanged
-    /// while it backs off). nil in any other state.
-    public func restartDeadline(config: ServiceConfig) -> USec? {
-        state == .backoff ? stateChangedAt &+ backoffDelay(config: config) : nil
+                     restartAt: restartAt, failureReason: failureReason)
     }
 }
 

@@ -28,7 +28,7 @@ extension ServiceSlot {
         var rows: [BusValue] = []
         rows.reserveCapacity(machine.instances.count)
         for instance in machine.instances {
-            let view = instance.view(config: machine.config)
+            let view = instance.view
             let process = processes[view.instance]
             let metrics = view.pid.map { instanceMetrics(pid: $0, cgroup: process?.cgroup, delegated: supervisor.cgroups != nil) }
                 ?? ProcessMetrics()

@@ -14,15 +14,15 @@ final class InstanceViewCoreTests: XCTestCase {
         var m = InstanceMachine(index: 2)
         _ = m.handle(.startRequested, config: c, now: 0)
         _ = m.handle(.spawned(pid: 7), config: c, now: 1)
-        XCTAssertNil(m.restartDeadline(config: c))
+        XCTAssertNil(m.restartAt)
         var armed: [USec] = []
         // Three quick failures: 100 ms, 200 ms, 400 ms, each deadline the one the machine armed.
         var now: USec = 2
         for pid in Int32(8)...10 {
             let actions = m.handle(.processExited(.killed(9)), config: c, now: now)
             for case let .armTimer(.restart, deadline) in actions { armed.append(deadline) }
-            XCTAssertEqual(m.restartDeadline(config: c), armed.last)
-            let view = m.view(config: c)
+            XCTAssertEqual(m.restartAt, armed.last)
+            let view = m.view
             XCTAssertEqual(view.state, .backoff)
             XCTAssertEqual(view.restartAt, armed.last)
             XCTAssertNil(view.pid)
@@ -33,7 +33,7 @@ final class InstanceViewCoreTests: XCTestCase {
             now += 1
         }
         XCTAssertEqual(armed, [2 + 100 * ms, 2 + 100 * ms + 1 + 200 * ms, 2 + 300 * ms + 2 + 400 * ms])
-        let view = m.view(config: c)
+        let view = m.view
         XCTAssertEqual(view.instance, 2)
         XCTAssertEqual(view.pid, 10)
         XCTAssertEqual(view.restarts, 3)
