@@ -111,7 +111,13 @@ struct Status: Subcommand {
         guard asked.count == rows.count, !rows.isEmpty else { return }
         let replies = try client.bus.callAll(asked.map(InstanceRow.get), timeout: RingmasterClient.timeout)
         for i in rows.indices {
-            rows[i].instances = (try? replies[i].get()).map { InstanceRow.parse($0.body.first) } ?? []
+            do {
+                rows[i].instances = InstanceRow.parse(try replies[i].get().body.first)
+            } catch let e as BusError where e.name == BusError.unknownObject || e.name == RingmasterBus.ErrorName.noSuchService {
+                rows[i].instances = [] // removed by a reload since the first round trip
+            } catch let e as BusError where e.name == "org.freedesktop.DBus.Error.UnknownProperty" {
+                throw Failure("this ringmasterd has no per-instance view (InstanceStates): it is older than this ringctl")
+            }
         }
     }
 

@@ -42,6 +42,24 @@ final class InstanceViewCoreTests: XCTestCase {
         XCTAssertEqual(view.startedAt, now - 1)
     }
 
+    func testHealthIsTheCurrentProcessesLastProbe() {
+        let c = ServiceConfig(name: "web", command: ["x"])
+        var m = InstanceMachine(index: 0)
+        _ = m.handle(.startRequested, config: c, now: 0)
+        XCTAssertNil(m.view.health, "no process yet")
+        _ = m.handle(.probed(.passing), config: c, now: 1)
+        XCTAssertNil(m.view.health, "a probe without a process is not recorded")
+        _ = m.handle(.spawned(pid: 7), config: c, now: 1)
+        XCTAssertNil(m.view.health, "no probe ran")
+        _ = m.handle(.probed(.failing), config: c, now: 2)
+        XCTAssertEqual(m.view.health, .failing)
+        _ = m.handle(.probed(.passing), config: c, now: 3)
+        XCTAssertEqual(m.view.health, .passing)
+        _ = m.handle(.processExited(.exited(1)), config: c, now: 4)
+        _ = m.handle(.timerFired(.restart), config: c, now: 5)
+        XCTAssertNil(m.view.health, "a new process starts without a result")
+    }
+
     func testExitSummary() {
         XCTAssertEqual(exitSummary(reason: "", code: "", status: 0), "")
         XCTAssertEqual(exitSummary(reason: "signal", code: "killed", status: 9), "signal (killed by SIGKILL)")
