@@ -23,7 +23,7 @@ struct InstanceRow {
     var failureReason: String
 
     init?(_ value: BusValue) {
-        guard let f = value.elements, f.count == 15 else { return nil }
+        guard let f = value.elements, f.count >= 15 else { return nil } // (a later daemon may add fields)
         func n(_ i: Int) -> UInt64 { f[i].integer.map { UInt64(clamping: $0) } ?? f[i].uint64 ?? 0 }
         func s(_ i: Int) -> String { f[i].string ?? "" }
         instance = n(0); pid = n(1); state = s(2); health = s(3); restarts = n(4)

@@ -1,5 +1,6 @@
-// `ringctl status [NAME…] [--json]`: a table like `systemctl list-units`, from ListServices
-// and every service's properties (ObjectManager.GetManagedObjects), asked in one round trip.
+// `ringctl status [NAME…] [--json] [--instances]`: a table like `systemctl list-units`, from
+// ListServices and every service's properties (ObjectManager.GetManagedObjects), asked in one
+// round trip; with --instances, a second one for each service's InstanceStates (Get only).
 import DBus
 import Glibc
 import RingmasterCore
