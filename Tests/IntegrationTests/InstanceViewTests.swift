@@ -136,3 +136,50 @@ final class InstanceViewTests: DBusTestCase {
         XCTAssertEqual(missing.stderr, "ringctl: no service named \"nope\"\n")
     }
 }
+
+/// With a delegated cgroup (ringmasterd as a unit with Delegate=yes), an instance's CPU and
+/// memory are its own cgroup's: a process it left behind, no descendant of its main process
+/// any more, is counted too.
+final class InstanceViewCgroupTests: SystemdUnitTestCase {
+    func testInstanceMetricsComeFromItsCgroup() throws {
+        let svc = service("orphans")
+        let unit = try installUnits("""
+            [services.\(svc)]
+            command = ["/bin/sh", "-c", "(setsid sleep 1000 & echo $! > orphan.pid); exec sleep 1000"]
+            """)
+        try unit.systemctl("start", RingmasterUnit.service)
+        let daemon = try unit.requireActive()
+        let main = try XCTUnwrap(try requireInstances(1, of: svc, parent: daemon)[0]).pid
+        let orphan = try require("orphan.pid") { contents(self.dir + "/orphan.pid").flatMap { Int32($0) } }
+        try require("both processes exec'd sleep") {
+            [main, orphan].allSatisfy { contents("/proc/\($0)/comm")?.trimmingCharacters(in: .whitespacesAndNewlines) == "sleep" }
+        }
+        let mount = try XCTUnwrap(cgroup2MountPoint())
+        let instanceDir = mount + unit.property("ControlGroup") + "/services/\(svc)/0"
+        XCTAssertEqual(cgroupPath(of: orphan).map { mount + $0 }, instanceDir, "the orphan stays in the instance's cgroup")
+        func usageNSec() throws -> Int {
+            let stat = try String(contentsOfFile: instanceDir + "/cpu.stat", encoding: .utf8)
+            let line = try XCTUnwrap(stat.split(separator: "\n").first { $0.hasPrefix("usage_usec ") })
+            return try XCTUnwrap(Int(line.dropFirst("usage_usec ".count))) * 1000
+        }
+        let before = try usageNSec()
+        let rows = try XCTUnwrap(try property(svc, "InstanceStates") as? [[Any]])
+        let after = try usageNSec()
+        XCTAssertEqual(rows.count, 1)
+        XCTAssertEqual((rows[0][1] as? NSNumber)?.int32Value, main)
+        let cpu = try XCTUnwrap((rows[0][12] as? NSNumber)?.intValue)
+        XCTAssertTrue(before <= cpu && cpu <= after, "CPU \(cpu) ns is the cgroup's usage (\(before)…\(after))")
+        // Memory: memory.current with the memory controller; else the RSS of every process in
+        // the cgroup — the orphan's included, which the main process's descendants would miss.
+        let memory = try XCTUnwrap((rows[0][13] as? NSNumber)?.intValue)
+        if let current = contents(instanceDir + "/memory.current").flatMap({ Int($0) }) {
+            XCTAssertGreaterThan(memory, 0, "memory.current was \(current)")
+        } else {
+            let rss = { (pid: Int32) in (ProcSample.of(pid)?.rssKiB).map { Int($0) * 1024 } ?? 0 }
+            let mainRSS = rss(main), orphanRSS = rss(orphan)
+            XCTAssertGreaterThan(orphanRSS, 0)
+            XCTAssertEqual(Double(memory), Double(mainRSS + orphanRSS), accuracy: Double(mainRSS + orphanRSS) * 0.1,
+                           "memory counts both processes: main \(mainRSS), orphan \(orphanRSS)")
+        }
+    }
+}
