@@ -84,7 +84,8 @@ struct Why: Subcommand {
         out += "\n"
 
         if i.lastExitTimestamp == 0 && i.lastExit.isEmpty {
-            out += "It has not ended since ringmasterd started it.\n"
+            out += i.pid != 0 ? "It has not ended since ringmasterd started it.\n"
+                               : "No process of it has ended since ringmasterd started.\n"
         } else {
             out += "Last exit:    \(i.lastExit.isEmpty ? "?" : i.lastExit)"
             if i.lastExitTimestamp > 0 {

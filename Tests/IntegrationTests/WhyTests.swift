@@ -19,7 +19,7 @@ final class WhyTests: DBusTestCase {
         // The lines reach the journal through journald's stream: wait for them, with a deadline.
         let why = try require("`ringctl why \(svc).0` with the lines the process wrote") { () -> CommandResult? in
             let r = try self.ringctl(["why", "\(svc).0"])
-            return r.status == 0 && r.stdout.contains("second-err-line") ? r : nil
+            return r.status == 0 && ["plain-out-line", "first-err-line", "second-err-line"].allSatisfy(r.stdout.contains) ? r : nil
         }
         let text = why.stdout
         XCTAssertTrue(text.hasPrefix("\(svc).0: backoff; 0 restarts\n"), text)
@@ -36,10 +36,13 @@ final class WhyTests: DBusTestCase {
         XCTAssertNotEqual(lastPID, 0)
         XCTAssertTrue(text.contains("(pid \(lastPID))") && text.contains("Output of pid \(lastPID), last 3 lines"), text)
 
-        // NAME alone: its one instance. -n bounds the lines.
-        let short = try ringctl(["why", svc, "-n", "1"])
+        // NAME alone: its one instance. -n bounds the lines (the last ones the journal got:
+        // stdout and stderr are two streams, which journald may read in either order).
+        let short = try ringctl(["why", svc, "-n", "2"])
         XCTAssertEqual(short.status, 0, short.stderr)
-        XCTAssertTrue(short.stdout.contains("second-err-line") && !short.stdout.contains("first-err-line"), short.stdout)
+        let shown = short.stdout.components(separatedBy: "last 2 lines (journal):\n").last?.split(separator: "\n") ?? []
+        XCTAssertEqual(shown.count, 2, short.stdout)
+        XCTAssertEqual(["plain-out-line", "first-err-line", "second-err-line"].filter { short.stdout.contains($0) }.count, 2, short.stdout)
 
         let unknown = try ringctl(["why", "nope.0"])
         XCTAssertEqual(unknown.status, 4)
@@ -76,8 +79,16 @@ final class WhyTests: DBusTestCase {
             [services.\(svc)]
             command = ["sleep", "100000"]
             instances = 2
+
+            [services.\(svc)-idle]
+            command = ["sleep", "100000"]
+            autostart = false
             """)
         try requireService(svc, running: 2)
+        let idle = try ringctl(["why", "\(svc)-idle.0"])
+        XCTAssertEqual(idle.status, 0, idle.stderr)
+        XCTAssertEqual(idle.stdout, "\(svc)-idle.0: stopped; 0 restarts\nNo process of it has ended since ringmasterd started.\n"
+                       + "Limits:       none\n")
         let r = try ringctl(["why", svc])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stdout.contains("(of 2 instances; none has ended): running, pid "), r.stdout)
