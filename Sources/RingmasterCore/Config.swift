@@ -136,6 +136,9 @@ public struct ServiceConfig: Equatable, Hashable, Sendable {
     public var startLimit = StartLimit(count: 5, interval: 10 * USec.perSecond)
     /// signal number
     public var stopSignal: Int32 = 15
+    /// `reload-signal`: what `ringctl reload NAME` sends each instance's main process (nil:
+    /// the service cannot be reloaded that way). Not part of what a reload compares.
+    public var reloadSignal: Int32? = nil
     public var stopTimeout: USec = 10 * USec.perSecond
     /// in file order; later duplicates win
     public var environment: [EnvironmentVariable] = []

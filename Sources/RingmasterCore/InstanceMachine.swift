@@ -116,6 +116,8 @@ public struct InstanceMachine: Equatable, Sendable {
     public private(set) var stateChangedAt: USec = 0
     /// spawns so far: a rolling restart knows an instance was replaced when this grew
     public private(set) var generation = 0
+    /// while `backoff`: when its restart timer fires (for the per-instance view)
+    public private(set) var restartAt: USec? = nil
 
     public init(index: Int) { self.index = index }
 
@@ -254,6 +256,7 @@ public struct InstanceMachine: Equatable, Sendable {
 
     private mutating func enter(_ new: InstanceState, now: USec, into actions: inout [InstanceAction]) {
         guard new != state else { return }
+        if new != .backoff { restartAt = nil }
         actions.append(.stateChanged(from: state, to: new))
         state = new
         stateChangedAt = now
@@ -315,6 +318,7 @@ public struct InstanceMachine: Equatable, Sendable {
         }
         // Even a zero delay goes through a timer, so a crash loop never recurses or starves the loop.
         enter(.backoff, now: now, into: &actions)
+        restartAt = now &+ backoffDelay(config: config)
         actions.append(.armTimer(.restart, deadline: now &+ backoffDelay(config: config)))
     }
 

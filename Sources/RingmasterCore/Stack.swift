@@ -23,6 +23,8 @@ public enum CommandError: Error, Equatable, Sendable, CustomStringConvertible {
     case noSuchService(String)
     case invalidArgument(String)
     case failed(String)
+    /// `reload NAME` of a service without `reload-signal`
+    case noReloadSignal(String)
 
     /// Every command, and a reload, once shutdown has begun.
     public static let shuttingDown = CommandError.failed("ringmasterd is shutting down")
@@ -33,6 +35,9 @@ public enum CommandError: Error, Equatable, Sendable, CustomStringConvertible {
         switch self {
         case let .noSuchService(name): return "no service named \"\(name)\""
         case let .invalidArgument(message), let .failed(message): return message
+        case let .noReloadSignal(name):
+            return "\(name) has no reload-signal: set reload-signal (e.g. \"HUP\") in [services.\(name)] "
+                + "to reload it without a restart, or restart it"
         }
     }
 }
