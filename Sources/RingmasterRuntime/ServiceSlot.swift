@@ -66,6 +66,8 @@ final class InstanceProcess {
     var child: EventSource?
     var timers: [InstanceTimer: EventSource] = [:]
     var status: String?
+    /// the instance's `pre-start` process while it runs (`pgid` is its group then)
+    var preStartPid: Int32?
 
     func reset() {
         child = nil

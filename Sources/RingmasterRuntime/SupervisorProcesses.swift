@@ -10,56 +10,10 @@ extension Supervisor {
         let cfg = slot.machine.config.forInstance(index)  // placeholders filled for this instance
         let label = "\(cfg.name).\(index)"
         process.reset()
-
-        let notify: NotifySocket
-        do {
-            notify = try sharedNotifySocket()
-        } catch {
-            return spawnFailed(label, slot: slot, index: index, reason: "notify socket: \(error)")
-        }
-
-        var request = SpawnRequest(argv: [], environment: [], listenPID: !cfg.sockets.isEmpty,
-                                   workingDirectory: nil, stdin: environment.devNull, stdout: 2, stderr: 2,
-                                   extraFDs: [], journalIdentifier: nil)
-        request.argv = cfg.resolvedCommand
-        request.extraFDs = cfg.sockets.compactMap { sockets[$0] }
-        request.environment = environment.forChild(service: cfg, instance: index, notifySocket: notify.address)
-        request.workingDirectory = environment.workingDirectory(for: cfg)
-        request.nofileSoftLimit = environment.nofileSoftLimit
-        if let cgroups {
-            do {
-                let cgroup = try cgroups.instance(service: cfg.name, index: index, limits: cfg.limits)
-                process.cgroup = cgroup
-                request.cgroupFD = cgroup.fd
-            } catch {
-                return spawnFailed(label, slot: slot, index: index, reason: "cgroup: \(error)")
-            }
-        } else if let problem = CgroupTree.limitsProblemWithoutCgroup(cfg.limits) {
-            return spawnFailed(label, slot: slot, index: index, reason: problem)
-        }
-
-        var writeEnd: Int32 = -1
-        switch log.target {
-        case .journal:
-            request.journalIdentifier = cfg.name
-        case .console:
-            do {
-                // The reader lives on its own (ConsoleSink.shared.readers) until EOF.
-                let fd = try ConsoleOutput.open(loop: loop, label: label)
-                writeEnd = fd
-                request.stdout = fd
-                request.stderr = fd
-            } catch {
-                return spawnFailed(label, slot: slot, index: index, reason: "\(error)")
-            }
-        }
-        defer { if writeEnd >= 0 { close(writeEnd) } }
-
         let child: SpawnedProcess
-        do {
-            child = try spawner.spawn(request)
-        } catch {
-            return spawnFailed(label, slot: slot, index: index, reason: "\(error)")
+        switch launch(cfg, index: index, argv: cfg.resolvedCommand, withSockets: true, label: label, process: process) {
+        case let .success(spawned): child = spawned
+        case let .failure(failure): return spawnFailed(label, slot: slot, index: index, reason: failure.reason)
         }
         process.pid = child.pid
         process.pgid = child.pid // setsid() in the child: its own session and process group
@@ -85,7 +39,65 @@ extension Supervisor {
         return .spawned(pid: child.pid)
     }
 
-    private func spawnFailed(_ label: String, slot: ServiceSlot, index: Int, reason: String) -> InstanceEvent {
+    struct LaunchFailure: Error { var reason: String }
+
+    /// Starts `argv` as instance `index` of `cfg` runs: its environment, directory, cgroup
+    /// (made or reused, limits written; kept in `process.cgroup`) and log stream; the
+    /// service's sockets only `withSockets` (the main process, not a pre-start).
+    func launch(_ cfg: ServiceConfig, index: Int, argv: [String], withSockets: Bool, label: String,
+                process: InstanceProcess) -> Result<SpawnedProcess, LaunchFailure> {
+        let notify: NotifySocket
+        do {
+            notify = try sharedNotifySocket()
+        } catch {
+            return .failure(LaunchFailure(reason: "notify socket: \(error)"))
+        }
+
+        var request = SpawnRequest(argv: [], environment: [], listenPID: withSockets && !cfg.sockets.isEmpty,
+                                   workingDirectory: nil, stdin: environment.devNull, stdout: 2, stderr: 2,
+                                   extraFDs: [], journalIdentifier: nil)
+        request.argv = argv
+        if withSockets { request.extraFDs = cfg.sockets.compactMap { sockets[$0] } }
+        request.environment = environment.forChild(service: cfg, instance: index, notifySocket: notify.address)
+        request.workingDirectory = environment.workingDirectory(for: cfg)
+        request.nofileSoftLimit = environment.nofileSoftLimit
+        if let cgroups {
+            do {
+                let cgroup = try cgroups.instance(service: cfg.name, index: index, limits: cfg.limits)
+                process.cgroup = cgroup
+                request.cgroupFD = cgroup.fd
+            } catch {
+                return .failure(LaunchFailure(reason: "cgroup: \(error)"))
+            }
+        } else if let problem = CgroupTree.limitsProblemWithoutCgroup(cfg.limits) {
+            return .failure(LaunchFailure(reason: problem))
+        }
+
+        var writeEnd: Int32 = -1
+        switch log.target {
+        case .journal:
+            request.journalIdentifier = cfg.name
+        case .console:
+            do {
+                // The reader lives on its own (ConsoleSink.shared.readers) until EOF.
+                let fd = try ConsoleOutput.open(loop: loop, label: label)
+                writeEnd = fd
+                request.stdout = fd
+                request.stderr = fd
+            } catch {
+                return .failure(LaunchFailure(reason: "\(error)"))
+            }
+        }
+        defer { if writeEnd >= 0 { close(writeEnd) } }
+
+        do {
+            return .success(try spawner.spawn(request))
+        } catch {
+            return .failure(LaunchFailure(reason: "\(error)"))
+        }
+    }
+
+    func spawnFailed(_ label: String, slot: ServiceSlot, index: Int, reason: String) -> InstanceEvent {
         slot.processes[index]?.reset()
         log.write(LogEvent(.err, "spawn-failed", "\(label): \(reason)", service: slot.name, instance: index))
         return .spawnFailed(reason: reason)
