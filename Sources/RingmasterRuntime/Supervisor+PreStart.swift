@@ -19,15 +19,11 @@ extension Supervisor {
         process.pgid = child.pid // setsid() in the child
         process.preStartPid = child.pid
         process.cgroup?.releaseDirectory()
-        do {
-            process.child = try loop.watchChild(pidfd: child.pidfd) { [weak self, unowned slot] exit in
-                self?.preStartExited(exit, slot: slot, index: index)
-            }
-        } catch {
-            _ = kill(-child.pid, SIGKILL)
-            close(child.pidfd)
+        switch watch(child, { [weak self, unowned slot] exit in self?.preStartExited(exit, slot: slot, index: index) }) {
+        case let .success(source): process.child = source
+        case let .failure(failure):
             process.preStartPid = nil
-            return preStartFailed(label, slot: slot, index: index, reason: "watching pid \(child.pid): \(error)")
+            return preStartFailed(label, slot: slot, index: index, reason: failure.reason)
         }
         log.write(LogEvent(.info, "pre-start", "\(label): pre-start running (pid \(child.pid))",
                            service: cfg.name, instance: index, pid: child.pid))

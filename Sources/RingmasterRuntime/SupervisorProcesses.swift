@@ -22,15 +22,9 @@ extension Supervisor {
             instanceByCgroup[cgroup.path] = (slot.id, index)
             cgroup.releaseDirectory() // the process is in it: no descriptor kept per instance
         }
-        do {
-            process.child = try loop.watchChild(pidfd: child.pidfd) { [weak self, unowned slot] exit in
-                self?.childExited(exit, slot: slot, index: index)
-            }
-        } catch {
-            // Cannot watch it: do not leave it running unwatched.
-            _ = kill(-child.pid, SIGKILL)
-            close(child.pidfd)
-            return spawnFailed(label, slot: slot, index: index, reason: "watching pid \(child.pid): \(error)")
+        switch watch(child, { [weak self, unowned slot] exit in self?.childExited(exit, slot: slot, index: index) }) {
+        case let .success(source): process.child = source
+        case let .failure(failure): return spawnFailed(label, slot: slot, index: index, reason: failure.reason)
         }
         log.write(LogEvent(.info, "spawned", "\(label) started (pid \(child.pid))",
                            service: cfg.name, instance: index, pid: child.pid))
@@ -94,6 +88,18 @@ extension Supervisor {
             return .success(try spawner.spawn(request))
         } catch {
             return .failure(LaunchFailure(reason: "\(error)"))
+        }
+    }
+
+    /// Watches the child's pidfd on the loop; a child that cannot be watched is killed, not
+    /// left running unwatched.
+    func watch(_ child: SpawnedProcess, _ handler: @escaping (ChildExit) -> Void) -> Result<EventSource, LaunchFailure> {
+        do {
+            return .success(try loop.watchChild(pidfd: child.pidfd, handler: handler))
+        } catch {
+            _ = kill(-child.pid, SIGKILL)
+            close(child.pidfd)
+            return .failure(LaunchFailure(reason: "watching pid \(child.pid): \(error)"))
         }
     }
 
