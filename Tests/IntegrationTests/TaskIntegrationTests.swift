@@ -182,3 +182,25 @@ final class TaskIntegrationTests: DBusTestCase {
         XCTAssertEqual(try property(web, "LastExitReason") as? String, "")
     }
 }
+
+/// Under the real unit (a delegated cgroup): the pre-start runs in the instance's own cgroup,
+/// the one its main process then runs in.
+final class TaskSystemdTests: SystemdUnitTestCase {
+    func testPreStartRunsInTheInstancesCgroup() throws {
+        let web = service("web")
+        let pre = dir + "/pre-start.cgroup", main = dir + "/main.cgroup"
+        let unit = try installUnits("""
+            [services.\(web)]
+            command = ["/bin/sh", "-c", "cat /proc/self/cgroup > \(main); exec sleep 100000"]
+            pre-start = ["/bin/sh", "-c", "cat /proc/self/cgroup > \(pre)"]
+            stop-timeout = "2s"
+            """)
+        try unit.systemctl("start", RingmasterUnit.service)
+        try unit.requireActive()
+        try requireService(web, state: "running", running: 1)
+        let preCgroup = try require("the pre-start's cgroup") { contents(pre) }
+        let mainCgroup = try require("the main process's cgroup") { contents(main) }
+        XCTAssertTrue(preCgroup.hasSuffix("/services/\(web)/0"), preCgroup)
+        XCTAssertEqual(preCgroup, mainCgroup)
+    }
+}

@@ -308,3 +308,23 @@ extension ConfigValidationTests {
             """), ["c.toml:3:1: unknown key \"pre-stat\" in [services.a]; did you mean \"pre-start\"?"])
     }
 }
+
+/// The rows a oneshot and a pre-start go through, on real services.
+extension ServiceStateTableTests {
+    func testOneshotAndPreStartRowsOnRealServices() throws {
+        var d = StackDriver([service("task", restart: .onFailure) { $0.type = .oneshot },
+                             service("pre", instances: 2) { $0.preStart = ["/bin/prepare"] }])
+        d.boot()
+        XCTAssertEqual(d.state("task"), .starting, "row 6: a oneshot running")
+        XCTAssertEqual(d.state("pre"), .starting, "row 6: pre-starts running")
+        d.preStartExit("pre", 0)
+        XCTAssertEqual(d.state("pre"), .running, "row 5: one ready, the other still in its pre-start")
+        d.exit("task", 0, .exited(1))
+        XCTAssertEqual(d.state("task"), .backoff, "row 7: on-failure waits out its delay")
+        d.advance(by: 1 * .perSecond)
+        d.exit("task", 0, .exited(0))
+        XCTAssertEqual(d.state("task"), .exited, "row 8: done for good")
+        try d.stop("task")
+        XCTAssertEqual(d.state("task"), .stopped, "row 3")
+    }
+}
