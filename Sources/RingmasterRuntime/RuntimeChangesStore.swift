@@ -9,6 +9,10 @@ import RingmasterCore
 /// session ends — never in the config files, never past a reboot. Written atomically (a
 /// temporary file renamed over it) when the changes differ from what the file holds; removed
 /// when there are none. Small, on tmpfs: the write does not block the loop.
+struct RuntimeChangesUnavailable: Error, CustomStringConvertible {
+    var description: String { "no usable $XDG_RUNTIME_DIR (its directory is a temporary one)" }
+}
+
 final class RuntimeChangesStore {
     let path: String
     /// what the file holds (nil: not known yet, write at the next chance)
@@ -20,6 +24,8 @@ final class RuntimeChangesStore {
     /// daemons of one user (tests, a second stack) never share one.
     static func forConfig(_ configPath: String) throws -> RuntimeChangesStore {
         let dir = try NotifyDirectory.shared()
+        // A temporary directory goes with this daemon (and must stay removable at exit).
+        guard !NotifyDirectory.isTemporary else { throw RuntimeChangesUnavailable() }
         var resolved = configPath
         if let p = realpath(configPath, nil) {
             resolved = String(cString: p)
