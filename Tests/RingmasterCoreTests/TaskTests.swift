@@ -201,6 +201,20 @@ final class TaskStackTests: XCTestCase {
         XCTAssertEqual(d.entry("web").machine.failureReason, "dependency migrate failed")
     }
 
+    func testARestartOfARunningOneshotWithSeveralInstancesIsNotRolling() throws {
+        var d = StackDriver([migrate { $0.instances = 2 }, service("web", after: ["migrate"])])
+        d.boot()
+        try d.restart("migrate")
+        XCTAssertNil(d.entry("migrate").rolling, "a task never becomes ready: nothing to roll on")
+        XCTAssertEqual(d.signalled(), ["migrate.0", "migrate.1"])
+        d.stopAllStopping()
+        XCTAssertEqual(d.alive("migrate"), 2)
+        d.exit("migrate", 0, .exited(0))
+        d.exit("migrate", 1, .exited(0))
+        XCTAssertEqual(d.state("migrate"), .exited)
+        XCTAssertEqual(d.state("web"), .running)
+    }
+
     func testStartingAnExitedOneshotRunsItAgain() throws {
         var d = StackDriver([migrate()])
         d.boot()
