@@ -17,5 +17,7 @@ public enum RingmasterBus {
         public static let invalidArgument = "io.ringmaster.Ringmaster1.Error.InvalidArgument"
         public static let accessDenied = "io.ringmaster.Ringmaster1.Error.AccessDenied"
         public static let failed = "io.ringmaster.Ringmaster1.Error.Failed"
+        /// ReloadService / Service.Reload of a service without `reload-signal`
+        public static let noReloadSignal = "io.ringmaster.Ringmaster1.Error.NoReloadSignal"
     }
 }

@@ -94,6 +94,13 @@ public enum ReadyMode: String, Equatable, Hashable, Sendable, CaseIterable {
     case probe
 }
 
+/// `type`: a long-running service, or a task that runs to completion (ConfigTaskKeys.swift).
+public enum ServiceType: String, Equatable, Hashable, Sendable, CaseIterable {
+    case simple
+    /// done when its process exits 0 (`exited`); its dependents wait for that success
+    case oneshot
+}
+
 public struct StartLimit: Equatable, Hashable, Sendable {
     public var count: Int
     public var interval: USec
@@ -138,6 +145,9 @@ public struct ServiceConfig: Equatable, Hashable, Sendable {
     public var startLimit = StartLimit(count: 5, interval: 10 * USec.perSecond)
     /// signal number
     public var stopSignal: Int32 = 15
+    /// `reload-signal`: what `ringctl reload NAME` sends each instance's main process (nil:
+    /// the service cannot be reloaded that way). Not part of what a reload compares.
+    public var reloadSignal: Int32? = nil
     public var stopTimeout: USec = 10 * USec.perSecond
     /// in file order; later duplicates win
     public var environment: [EnvironmentVariable] = []
@@ -155,6 +165,10 @@ public struct ServiceConfig: Equatable, Hashable, Sendable {
     /// `[services.X.liveness]`, `[services.X.readiness]` (Probe.swift)
     public var liveness: ProbeConfig? = nil
     public var readiness: ProbeConfig? = nil
+    /// `type`: a `oneshot` is done (`exited`) once its process exits 0
+    public var type: ServiceType = .simple
+    /// `pre-start`: argv run to completion before each spawn (empty: none)
+    public var preStart: [String] = []
 
     public init(name: String, command: [String]) {
         self.name = name; self.command = command

@@ -68,6 +68,12 @@ final class InstanceProcess {
     var child: EventSource?
     var timers: [InstanceTimer: EventSource] = [:]
     var status: String?
+    /// the main process that ended last (nil after a spawn that made none), and when it ended
+    /// (CLOCK_REALTIME µs): what `ringctl why` matches in the journal (`_PID`) and shows
+    var lastPID: Int32?
+    var lastExitRealtime: USec?
+    /// the instance's `pre-start` process while it runs (`pgid` is its group then)
+    var preStartPid: Int32?
 
     func reset() {
         child = nil

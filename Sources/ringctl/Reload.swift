@@ -1,4 +1,4 @@
-// `ringctl reload`
+// `ringctl reload [NAME…]`
 import DBus
 import Glibc
 import RingmasterCore
@@ -6,17 +6,29 @@ import RingmasterCore
 struct Reload: Subcommand {
     static let spec = CommandSpec(
         "reload",
-        abstract: "Reload the configuration: apply only what changed.",
+        abstract: "Reload the configuration (apply only what changed), or send services their reload-signal.",
         discussion: """
-            The daemon parses and validates the files first: an invalid configuration changes \
-            nothing, and its problems are printed here (file:line:column: message) with exit \
-            status 1. A valid one is applied as a diff: new services start, removed ones stop, \
-            changed ones restart (rolling), an instances-only change just scales.
-            """)
+            Without a name: the daemon parses and validates the files first: an invalid \
+            configuration changes nothing, and its problems are printed here \
+            (file:line:column: message) with exit status 1. A valid one is applied as a diff: new \
+            services start, removed ones stop, changed ones restart (rolling), an instances-only \
+            change just scales. With names: each service's reload-signal (e.g. HUP) goes to the \
+            main process of each of its instances, nothing is restarted; a service without \
+            reload-signal is an error.
+            """,
+        arguments: [.init("names", .any, help: "Services to send their reload-signal (default: reload the configuration).")])
 
-    init(_: ParsedArguments) {}
+    var names: [String]
+
+    init(_ a: ParsedArguments) {
+        names = a.all("names")
+    }
 
     func run() throws {
+        if !names.isEmpty {
+            try forEachService(names) { client, name in try client.callManager("ReloadService", [.string(name)]) }
+            return
+        }
         try withClient { client in
             do {
                 try client.callManager("Reload")
