@@ -243,9 +243,10 @@ final class FaultTests: IntegrationTestCase {
     }
 
     /// 5,000 services (each with a socket, environment and two dependencies) through
-    /// `ringctl check`: parsed, validated and ordered in < 1 s. Measured: ~0.12 s with the
-    /// release build, ~0.5 s with the debug one — the limit leaves a margin for a slow or
-    /// busy machine, not for a slower parser.
+    /// `ringctl check`: parsed, validated and ordered in < 1 s with the release build users
+    /// run (`make faults`; measured ~0.12 s). The debug build of `make check` (~0.5 s, more on
+    /// a busy machine) is held only to 10 s: enough to catch a quadratic walk (1,000 services
+    /// took 4.3 s before one was fixed), not a timing figure.
     func testFiveThousandServiceConfigIsCheckedInUnderASecond() throws {
         let file = try writeConfig(ConfigSamples.fiveThousandServices(port: 18_080), name: "big.toml")
         var best = Double.infinity
@@ -255,7 +256,8 @@ final class FaultTests: IntegrationTestCase {
             best = min(best, r.seconds)
         }
         XCTAssertEqual(contents(dir + "/big.out"), "\(file): OK (5000 services, 1 socket)")
-        XCTAssertLessThan(best, 1.0)
-        figure("5,000-service config", "ringctl check (best of 3, \(binaryFlavour))", String(format: "%.3f s (limit 1 s)", best))
+        let limit = binaryFlavour == "release" ? 1.0 : 10.0
+        XCTAssertLessThan(best, limit)
+        figure("5,000-service config", "ringctl check (best of 3, \(binaryFlavour))", String(format: "%.3f s (limit %.0f s)", best, limit))
     }
 }
