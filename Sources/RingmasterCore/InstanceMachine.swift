@@ -121,6 +121,10 @@ public struct InstanceMachine: Equatable, Sendable {
 
     public var isActive: Bool { pid != nil }
 
+    /// The reason the current process's end has if it ended with `status` now: a cause noted
+    /// before (an abort, an OOM kill) wins over the bare status. `lastExitReason` after its exit.
+    public func exitReason(for status: ExitStatus) -> ExitReason { endingCause ?? ExitReason(status: status) }
+
     public mutating func handle(_ event: InstanceEvent, config: ServiceConfig, now: USec) -> [InstanceAction] {
         var actions: [InstanceAction] = []
         switch event {
@@ -204,7 +208,7 @@ public struct InstanceMachine: Equatable, Sendable {
             guard pid != nil else { break }
             pid = nil
             lastExit = status
-            lastExitReason = endingCause ?? ExitReason(status: status)
+            lastExitReason = exitReason(for: status)
             endingCause = nil
             let ranFor = startedAt.map { now >= $0 ? now - $0 : 0 } ?? 0
             startedAt = nil

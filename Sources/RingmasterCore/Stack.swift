@@ -149,6 +149,13 @@ public struct Stack: Equatable, Sendable {
         return entries[p].machine.instances[index].state
     }
 
+    /// The reason an instance's process ending now with `status` reports (before the exit is
+    /// handled: the journal entry of the exit carries it). Nil for an unknown instance.
+    public func exitReason(_ id: ServiceID, _ index: Int, for status: ExitStatus) -> ExitReason? {
+        guard let p = position[id], entries[p].machine.instances.indices.contains(index) else { return nil }
+        return entries[p].machine.instances[index].exitReason(for: status)
+    }
+
     /// The entries of the current config, in config order.
     public var services: [StackEntry] { entries.filter { !$0.retiring } }
 

@@ -87,7 +87,9 @@ extension Supervisor {
 
     private func spawnFailed(_ label: String, slot: ServiceSlot, index: Int, reason: String) -> InstanceEvent {
         slot.processes[index]?.reset()
-        log.write(LogEvent(.err, "spawn-failed", "\(label): \(reason)", service: slot.name, instance: index))
+        var e = LogEvent(.err, "spawn-failed", "\(label): \(reason)", service: slot.name, instance: index)
+        e.exitReason = ExitReason.spawn.rawValue
+        log.write(e)
         return .spawnFailed(reason: reason)
     }
 
@@ -121,6 +123,8 @@ extension Supervisor {
                          "\(slot.name).\(index) (pid \(exit.pid)) \(status)",
                          service: slot.name, instance: index, pid: exit.pid)
         e.exit = .init(code: status.code.rawValue, status: status.status)
+        // the core's reason for this end (what it keeps as lastExitReason once it handles it)
+        e.exitReason = stack.exitReason(slot.id, index, for: status)?.rawValue
         log.write(e)
         let pid = exit.pid
         log.afterHold { [weak self] in self?.onProcessEvent?(slot, index, .exited(pid: pid, status)) }
