@@ -325,11 +325,13 @@ _Noreturn void ring_child_main(const struct ring_child_ctx *ctx) {
     for (int i = 0; i < ctx->n_env; i++) envp[i] = req->envp[i];
     envp[ctx->n_env] = NULL;
     char listen_pid_entry[sizeof "LISTEN_PID=" + 20];
+    char watchdog_pid_entry[sizeof "WATCHDOG_PID=" + 20];
     char journal_stream_entry[sizeof "JOURNAL_STREAM=" + 2 * 20 + 1];
 
     /* 5. Journal streams, connected from the child so that journald sees the child's pid.
      *    Any failure here is not an error: that stream falls back to the given fd. */
     int listen_pid_index = req->listen_pid_index;
+    int watchdog_pid_index = req->watchdog_pid_index;
     int out_src = req->stdout_fd, err_src = req->stderr_fd;
     int journal_fd_for_env = -1;
     if (req->journal_identifier) {
@@ -355,6 +357,7 @@ _Noreturn void ring_child_main(const struct ring_child_ctx *ctx) {
         } else {
             env_remove(envp, req->journal_stream_index);
             if (listen_pid_index > req->journal_stream_index) listen_pid_index--;
+            if (watchdog_pid_index > req->journal_stream_index) watchdog_pid_index--;
         }
     }
 
@@ -409,6 +412,19 @@ _Noreturn void ring_child_main(const struct ring_child_ctx *ctx) {
         p += format_u64(p, (uint64_t)getpid());
         *p = '\0';
         envp[listen_pid_index] = listen_pid_entry;
+    }
+    /*    So must WATCHDOG_PID (systemd's sd_watchdog_enabled() checks it is getpid()). */
+    if (watchdog_pid_index >= 0) {
+        if (watchdog_pid_index >= ctx->n_env || !has_prefix(envp[watchdog_pid_index], "WATCHDOG_PID=")) {
+            errno = EINVAL;
+            child_fail(&c, STAGE_WATCHDOG_PID);
+        }
+        char *p = watchdog_pid_entry;
+        memcpy(p, "WATCHDOG_PID=", sizeof "WATCHDOG_PID=" - 1);
+        p += sizeof "WATCHDOG_PID=" - 1;
+        p += format_u64(p, (uint64_t)getpid());
+        *p = '\0';
+        envp[watchdog_pid_index] = watchdog_pid_entry;
     }
 
     /* The daemon's raised fd limit is not the child's: give back the usual soft limit. Only

@@ -150,6 +150,8 @@ public struct ServiceConfig: Equatable, Hashable, Sendable {
     public var autostart: Bool = true
     /// written into each instance's cgroup
     public var limits = ResourceLimits()
+    /// `watchdog`: WATCHDOG=1 expected at least this often once an instance is ready (nil: none)
+    public var watchdog: USec? = nil
 
     public init(name: String, command: [String]) {
         self.name = name; self.command = command

@@ -65,6 +65,9 @@ public enum InstanceEvent: Equatable, Sendable {
     /// Why the current process is ending, learnt before its exit is handled (an OOM kill
     /// read from the cgroup's memory.events): its exit reports this reason.
     case causeNoted(ExitReason)
+    /// A process of the instance sent WATCHDOG=1, WATCHDOG=trigger or WATCHDOG_USEC= on the
+    /// notify socket (as systemd handles them: InstanceWatchdog.swift).
+    case watchdog(WatchdogMessage)
 }
 
 public enum InstanceTimer: Equatable, Hashable, Sendable {
@@ -72,6 +75,8 @@ public enum InstanceTimer: Equatable, Hashable, Sendable {
     case restart
     /// the stop signal was not enough: escalate to SIGKILL
     case stopTimeout
+    /// no WATCHDOG=1 within the period: abort the process (reason `watchdog`)
+    case watchdog
 }
 
 public enum InstanceAction: Equatable, Sendable {
@@ -116,6 +121,10 @@ public struct InstanceMachine: Equatable, Sendable {
     public private(set) var stateChangedAt: USec = 0
     /// spawns so far: a rolling restart knows an instance was replaced when this grew
     public private(set) var generation = 0
+    /// the watchdog timer is armed for the current process
+    public internal(set) var watchdogArmed = false
+    /// WATCHDOG_USEC= sent by the current process: its period from then on (0: off)
+    public internal(set) var watchdogOverride: USec? = nil
 
     public init(index: Int) { self.index = index }
 
@@ -175,7 +184,10 @@ public struct InstanceMachine: Equatable, Sendable {
             if state == .starting {
                 self.pid = pid
                 startedAt = now
-                if config.ready == .started { enter(.running, now: now, into: &actions) }
+                if config.ready == .started {
+                    enter(.running, now: now, into: &actions)
+                    armWatchdog(config: config, now: now, into: &actions)
+                }
             } else if state == .stopping {
                 // Told to stop while its spawn was under way: it gets its stop signal now.
                 self.pid = pid
@@ -202,7 +214,10 @@ public struct InstanceMachine: Equatable, Sendable {
             }
 
         case .readyNotified:
-            if state == .starting, pid != nil { enter(.running, now: now, into: &actions) }
+            if state == .starting, pid != nil {
+                enter(.running, now: now, into: &actions)
+                armWatchdog(config: config, now: now, into: &actions)
+            }
 
         case let .processExited(status):
             guard pid != nil else { break }
@@ -212,6 +227,7 @@ public struct InstanceMachine: Equatable, Sendable {
             endingCause = nil
             let ranFor = startedAt.map { now >= $0 ? now - $0 : 0 } ?? 0
             startedAt = nil
+            disarmWatchdog(into: &actions)
             // Whatever the main process left in its group goes with it (as systemd's KillMode=control-group).
             actions.append(.killAll)
             if state == .stopping && aborting {
@@ -237,13 +253,16 @@ public struct InstanceMachine: Equatable, Sendable {
         case .timerFired(.stopTimeout):
             if state == .stopping, pid != nil { actions.append(.killAll) }
 
+        case .timerFired(.watchdog):
+            guard watchdogArmed else { break }
+            watchdogArmed = false
+            beginAbort(.watchdog, signal: Signals.watchdogSignal, config: config, now: now, into: &actions)
+
         case let .abort(reason, signal):
-            guard pid != nil, state == .starting || state == .running else { break }
-            endingCause = reason
-            aborting = true
-            enter(.stopping, now: now, into: &actions)
-            actions.append(.signal(signal ?? config.stopSignal))
-            actions.append(.armTimer(.stopTimeout, deadline: now &+ config.stopTimeout))
+            beginAbort(reason, signal: signal, config: config, now: now, into: &actions)
+
+        case let .watchdog(message):
+            handleWatchdog(message, config: config, now: now, into: &actions)
 
         case let .causeNoted(reason):
             if pid != nil { endingCause = reason }
@@ -256,7 +275,20 @@ public struct InstanceMachine: Equatable, Sendable {
 
     // MARK: - steps
 
-    private mutating func enter(_ new: InstanceState, now: USec, into actions: inout [InstanceAction]) {
+    /// Ends the current process for `reason`: `signal` (nil: the stop signal), SIGKILL after
+    /// `stop-timeout`; its end is a failure with that reason. Nothing without a live process.
+    mutating func beginAbort(_ reason: ExitReason, signal: Int32?, config: ServiceConfig, now: USec,
+                             into actions: inout [InstanceAction]) {
+        guard pid != nil, state == .starting || state == .running else { return }
+        disarmWatchdog(into: &actions)
+        endingCause = reason
+        aborting = true
+        enter(.stopping, now: now, into: &actions)
+        actions.append(.signal(signal ?? config.stopSignal))
+        actions.append(.armTimer(.stopTimeout, deadline: now &+ config.stopTimeout))
+    }
+
+    mutating func enter(_ new: InstanceState, now: USec, into actions: inout [InstanceAction]) {
         guard new != state else { return }
         actions.append(.stateChanged(from: state, to: new))
         state = new
@@ -271,6 +303,7 @@ public struct InstanceMachine: Equatable, Sendable {
 
     private mutating func spawn(config: ServiceConfig, now: USec, manual: Bool, into actions: inout [InstanceAction]) {
         endingCause = nil
+        watchdogOverride = nil
         aborting = false
         health = nil
         if !manual { restarts += 1 }
@@ -281,6 +314,7 @@ public struct InstanceMachine: Equatable, Sendable {
     }
 
     private mutating func beginStop(config: ServiceConfig, now: USec, into actions: inout [InstanceAction]) {
+        disarmWatchdog(into: &actions)
         enter(.stopping, now: now, into: &actions)
         actions.append(.signal(config.stopSignal))
         actions.append(.armTimer(.stopTimeout, deadline: now &+ config.stopTimeout))

@@ -239,6 +239,11 @@ public final class Supervisor {
                 }
                 process.cgroup = nil
             }
+        case let .armTimer(.watchdog, deadline) where process.timers[.watchdog]?.isActive == true:
+            // WATCHDOG=1 re-arms the timer it has: no new source per ping.
+            do { try process.timers[.watchdog]?.reschedule(at: deadline) } catch {
+                log.error("timer", "\(slot.name).\(index): cannot re-arm the watchdog timer: \(error)", service: slot.name)
+            }
         case let .armTimer(timer, deadline):
             do {
                 // A restart fires on time: sd-event lets a timer fire as late as its accuracy

@@ -26,6 +26,7 @@ extension Supervisor {
         request.environment = environment.forChild(service: cfg, instance: index, notifySocket: notify.address)
         request.workingDirectory = environment.workingDirectory(for: cfg)
         request.nofileSoftLimit = environment.nofileSoftLimit
+        request.watchdogPID = cfg.watchdog != nil
         if let cgroups {
             do {
                 let cgroup = try cgroups.instance(service: cfg.name, index: index, limits: cfg.limits)
@@ -146,12 +147,20 @@ extension Supervisor {
     /// user, can neither mark an instance ready nor set its STATUS=.
     private func notifyReadable() {
         guard let notify = notifySocket else { return }
-        for message in notify.receive() {
-            guard let (id, index) = instance(sending: message.pid, uid: message.uid), let slot = slots[id],
-                  slot.processes[index]?.acceptsNotify(pid: message.pid, uid: message.uid) == true else { continue }
-            for line in message.message.split(separator: "\n") {
+        // Attributed as each is read, while its sender is surely there (see receiveEach);
+        // handled once all are read.
+        var accepted: [(slot: ServiceSlot, index: Int, message: String)] = []
+        notify.receiveEach { message, pid, uid in
+            guard let (id, index) = instance(sending: pid, uid: uid), let slot = slots[id],
+                  slot.processes[index]?.acceptsNotify(pid: pid, uid: uid) == true else { return }
+            accepted.append((slot, index, message))
+        }
+        for (slot, index, message) in accepted {
+            for line in message.split(separator: "\n") {
                 if line == "READY=1" {
                     handle(.readyNotified, instance: index, of: slot)
+                } else if let watchdog = WatchdogMessage(notifyLine: line) {
+                    handle(.watchdog(watchdog), instance: index, of: slot)
                 } else if line.hasPrefix("STATUS=") {
                     slot.processes[index]?.status = String(line.dropFirst(7))
                     markChanged(slot)

@@ -1,0 +1,164 @@
+import XCTest
+import Glibc
+@testable import RingmasterCore
+
+/// `watchdog`: tables of event → state/actions for one instance (as InstanceMachineTests), the
+/// notify lines, and the config key.
+final class WatchdogTests: XCTestCase {
+    typealias Step = (at: USec, event: InstanceEvent, state: InstanceState, actions: [InstanceAction])
+    let ms = USec.perMillisecond
+    let s = USec.perSecond
+
+    func config(_ edit: (inout ServiceConfig) -> Void = { _ in }) -> ServiceConfig {
+        var c = ServiceConfig(name: "web", command: ["sleep", "1000"])
+        c.restartDelay = 100 * ms
+        c.stopTimeout = 5 * s
+        c.watchdog = 2 * s
+        c.startLimit = StartLimit(count: 5, interval: 10 * s)
+        edit(&c)
+        return c
+    }
+
+    @discardableResult
+    func run(_ steps: [Step], config: ServiceConfig, file: StaticString = #filePath, line: UInt = #line) -> InstanceMachine {
+        var m = InstanceMachine(index: 0)
+        for (i, step) in steps.enumerated() {
+            let actions = m.handle(step.event, config: config, now: step.at)
+            XCTAssertEqual(m.state, step.state, "step \(i) (\(step.event)): state", file: file, line: line)
+            XCTAssertEqual(actions, step.actions, "step \(i) (\(step.event)): actions", file: file, line: line)
+        }
+        return m
+    }
+
+    func testArmedWhenReadyRearmedByPingsAbortedOnAMiss() {
+        let m = run([
+            (0, .startRequested, .starting, [.stateChanged(from: .stopped, to: .starting), .spawn]),
+            (1, .spawned(pid: 42), .running, [.stateChanged(from: .starting, to: .running), .armTimer(.watchdog, deadline: 1 + 2 * s)]),
+            (1 * s, .watchdog(.ping), .running, [.armTimer(.watchdog, deadline: 3 * s)]),
+            (2 * s, .watchdog(.ping), .running, [.armTimer(.watchdog, deadline: 4 * s)]),
+            (4 * s, .timerFired(.watchdog), .stopping,
+             [.stateChanged(from: .running, to: .stopping), .signal(SIGABRT), .armTimer(.stopTimeout, deadline: 9 * s)]),
+            (4 * s + 1, .watchdog(.ping), .stopping, []),  // too late: it is being aborted
+            (4 * s + 2, .processExited(.killed(SIGABRT)), .backoff,
+             [.killAll, .cancelTimer(.stopTimeout), .stateChanged(from: .stopping, to: .backoff),
+              .armTimer(.restart, deadline: 4 * s + 2 + 100 * ms)]),
+            (5 * s, .timerFired(.restart), .starting, [.stateChanged(from: .backoff, to: .starting), .spawn]),
+            (5 * s + 1, .spawned(pid: 43), .running,
+             [.stateChanged(from: .starting, to: .running), .armTimer(.watchdog, deadline: 7 * s + 1)]),
+        ], config: config())
+        XCTAssertEqual(m.lastExitReason, .watchdog)
+        XCTAssertEqual(m.restarts, 1)
+        XCTAssertTrue(m.watchdogArmed)
+    }
+
+    func testNotifyServiceIsWatchedFromReadyOn() {
+        run([
+            (0, .startRequested, .starting, [.stateChanged(from: .stopped, to: .starting), .spawn]),
+            (1, .spawned(pid: 42), .starting, []),
+            (2, .watchdog(.ping), .starting, []),  // start-up is not watched (systemd: "activated when start-up is completed")
+            (3, .readyNotified, .running, [.stateChanged(from: .starting, to: .running), .armTimer(.watchdog, deadline: 3 + 2 * s)]),
+        ], config: config { $0.ready = .notify })
+    }
+
+    func testTriggerAbortsAtOnce() {
+        let m = run([
+            (0, .startRequested, .starting, [.stateChanged(from: .stopped, to: .starting), .spawn]),
+            (1, .spawned(pid: 42), .running, [.stateChanged(from: .starting, to: .running), .armTimer(.watchdog, deadline: 1 + 2 * s)]),
+            (5, .watchdog(.trigger), .stopping,
+             [.cancelTimer(.watchdog), .stateChanged(from: .running, to: .stopping), .signal(SIGABRT),
+              .armTimer(.stopTimeout, deadline: 5 + 5 * s)]),
+            (6, .processExited(.killed(SIGABRT)), .backoff,
+             [.killAll, .cancelTimer(.stopTimeout), .stateChanged(from: .stopping, to: .backoff),
+              .armTimer(.restart, deadline: 6 + 100 * ms)]),
+        ], config: config())
+        XCTAssertEqual(m.lastExitReason, .watchdog)
+    }
+
+    func testTriggerWorksWithoutAConfiguredWatchdogAsInSystemd() {
+        let m = run([
+            (0, .startRequested, .starting, [.stateChanged(from: .stopped, to: .starting), .spawn]),
+            (1, .spawned(pid: 42), .running, [.stateChanged(from: .starting, to: .running)]),
+            (5, .watchdog(.trigger), .stopping,
+             [.stateChanged(from: .running, to: .stopping), .signal(SIGABRT), .armTimer(.stopTimeout, deadline: 5 + 5 * s)]),
+        ], config: config { $0.watchdog = nil })
+        XCTAssertEqual(m.endingCause, .watchdog)
+    }
+
+    func testPeriodSetByTheProcessLastsForThatProcessOnly() {
+        let cfg = config { $0.restart = .always }
+        let m = run([
+            (0, .startRequested, .starting, [.stateChanged(from: .stopped, to: .starting), .spawn]),
+            (1, .spawned(pid: 42), .running, [.stateChanged(from: .starting, to: .running), .armTimer(.watchdog, deadline: 1 + 2 * s)]),
+            (1 * s, .watchdog(.period(10 * s)), .running, [.armTimer(.watchdog, deadline: 11 * s)]),
+            (2 * s, .watchdog(.ping), .running, [.armTimer(.watchdog, deadline: 12 * s)]),
+            (3 * s, .watchdog(.period(0)), .running, [.cancelTimer(.watchdog)]),  // 0: off
+            (4 * s, .watchdog(.ping), .running, []),
+            (5 * s, .processExited(.exited(1)), .backoff,
+             [.killAll, .stateChanged(from: .running, to: .backoff), .armTimer(.restart, deadline: 5 * s + 100 * ms)]),
+            (6 * s, .timerFired(.restart), .starting, [.stateChanged(from: .backoff, to: .starting), .spawn]),
+            (6 * s + 1, .spawned(pid: 43), .running,  // the next process has the config's period again
+             [.stateChanged(from: .starting, to: .running), .armTimer(.watchdog, deadline: 8 * s + 1)]),
+        ], config: cfg)
+        XCTAssertNil(m.watchdogOverride)
+    }
+
+    func testStopAndExitDisarm() {
+        run([
+            (0, .startRequested, .starting, [.stateChanged(from: .stopped, to: .starting), .spawn]),
+            (1, .spawned(pid: 42), .running, [.stateChanged(from: .starting, to: .running), .armTimer(.watchdog, deadline: 1 + 2 * s)]),
+            (5, .stopRequested, .stopping,
+             [.cancelTimer(.watchdog), .stateChanged(from: .running, to: .stopping), .signal(SIGTERM),
+              .armTimer(.stopTimeout, deadline: 5 + 5 * s)]),
+            (6, .timerFired(.watchdog), .stopping, []),  // a stale firing does nothing
+            (7, .processExited(.killed(SIGTERM)), .stopped,
+             [.killAll, .cancelTimer(.stopTimeout), .stateChanged(from: .stopping, to: .stopped)]),
+        ], config: config())
+        run([
+            (0, .startRequested, .starting, [.stateChanged(from: .stopped, to: .starting), .spawn]),
+            (1, .spawned(pid: 42), .running, [.stateChanged(from: .starting, to: .running), .armTimer(.watchdog, deadline: 1 + 2 * s)]),
+            (5, .processExited(.exited(0)), .backoff,
+             [.cancelTimer(.watchdog), .killAll, .stateChanged(from: .running, to: .backoff),
+              .armTimer(.restart, deadline: 5 + 100 * ms)]),
+        ], config: config())
+    }
+
+    /// A service without `watchdog` gets no timer and no action from pings.
+    func testNothingWithoutAWatchdog() {
+        run([
+            (0, .startRequested, .starting, [.stateChanged(from: .stopped, to: .starting), .spawn]),
+            (1, .spawned(pid: 42), .running, [.stateChanged(from: .starting, to: .running)]),
+            (2, .watchdog(.ping), .running, []),
+            (3, .processExited(.exited(0)), .backoff,
+             [.killAll, .stateChanged(from: .running, to: .backoff), .armTimer(.restart, deadline: 3 + 100 * ms)]),
+        ], config: config { $0.watchdog = nil })
+    }
+
+    func testNotifyLines() {
+        XCTAssertEqual(WatchdogMessage(notifyLine: "WATCHDOG=1"), .ping)
+        XCTAssertEqual(WatchdogMessage(notifyLine: "WATCHDOG=trigger"), .trigger)
+        XCTAssertEqual(WatchdogMessage(notifyLine: "WATCHDOG_USEC=5000000"), .period(5_000_000))
+        XCTAssertNil(WatchdogMessage(notifyLine: "WATCHDOG_USEC=soon"))
+        XCTAssertNil(WatchdogMessage(notifyLine: "WATCHDOG=0"))
+        XCTAssertNil(WatchdogMessage(notifyLine: "READY=1"))
+    }
+
+    func testConfigKey() throws {
+        func parse(_ key: String) throws -> ServiceConfig {
+            try ConfigLoader.parse(text: "[services.w]\ncommand = [\"x\"]\n" + key, file: "c.toml").services[0]
+        }
+        XCTAssertEqual(try parse("watchdog = \"30s\"").watchdog, 30 * s)
+        XCTAssertEqual(try parse("watchdog = \"500ms\"").watchdog, 500 * ms)
+        XCTAssertNil(try parse("").watchdog)
+        for (key, message) in [
+            ("watchdog = \"0\"", "c.toml:3:12: watchdog must be more than 0 (leave the key out for no watchdog)"),
+            ("watchdog = 30", "c.toml:3:12:"),
+            ("watchdog = \"soon\"", "c.toml:3:12:"),
+            ("watchdg = \"1s\"", "c.toml:3:1: unknown key"),
+        ] {
+            XCTAssertThrowsError(try parse(key), key) { error in
+                let text = (error as? ConfigErrors)?.diagnostics.map(\.description).joined(separator: "\n") ?? "\(error)"
+                XCTAssertTrue(text.hasPrefix(message), "\(key): \(text)")
+            }
+        }
+    }
+}
