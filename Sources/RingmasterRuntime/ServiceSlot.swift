@@ -66,6 +66,8 @@ final class InstanceProcess {
     var child: EventSource?
     var timers: [InstanceTimer: EventSource] = [:]
     var status: String?
+    /// memory.events oom_kill of its cgroup at the spawn (services with a memory limit only)
+    var oomKillsAtSpawn: UInt64?
 
     func reset() {
         child = nil

@@ -32,6 +32,7 @@ extension Supervisor {
                 let cgroup = try cgroups.instance(service: cfg.name, index: index, limits: cfg.limits)
                 process.cgroup = cgroup
                 request.cgroupFD = cgroup.fd
+                noteOOMBaseline(process, limits: cfg.limits)
             } catch {
                 return spawnFailed(label, slot: slot, index: index, reason: "cgroup: \(error)")
             }
@@ -114,6 +115,7 @@ extension Supervisor {
             restartDue = false
         }
         let status = ExitStatus(exit)
+        noteOOMKill(status, process: process, slot: slot, index: index)
         process.pid = nil
         process.child = nil
         instanceByPID[exit.pid] = nil

@@ -9,6 +9,7 @@
 # the kernel does with each limit, then removes the file and reloads again:
 #   - memory-max = "64M": a child that keeps allocating is OOM-killed (oom_kill in the
 #     service's memory.events), as a whole instance (memory.oom.group = 1), and restarted;
+#     its exit reason is oom-kill (LastExitReason on D-Bus, RINGMASTER_EXIT_REASON= in the journal);
 #   - pids-max = 64: a fork bomb stays at 64 processes while the daemon and the other
 #     services are unaffected; it stops cleanly;
 #   - cpu-max = "20%": a busy loop gets 20 % of a CPU, ± 5 %.
@@ -117,6 +118,18 @@ check "the allocating child is OOM-killed (oom_kill $(value "$hog/memory.events"
 restarted() { [[ $(field limits-hog restarts) -ge 1 ]]; }
 wait_for 20 restarted
 check "the OOM-killed instance is restarted (restarts: $(field limits-hog restarts))" restarted
+# The reason, as the core gave it (memory.events oom_kill read at the exit): on D-Bus and in the
+# daemon's journal entry of the exit.
+hog_reason() {
+    as_user busctl --user get-property io.ringmaster.Ringmaster1 /io/ringmaster/Ringmaster1/service/limits_2dhog \
+        io.ringmaster.Ringmaster1.Service LastExitReason
+}
+check "LastExitReason of the OOM-killed service is oom-kill ($(hog_reason 2>&1))" test "$(hog_reason 2>&1)" = 's "oom-kill"'
+oom_journal() {
+    journalctl --no-pager -o json RINGMASTER_SERVICE=limits-hog RINGMASTER_EVENT=exited | grep -q '"RINGMASTER_EXIT_REASON":"oom-kill"'
+}
+wait_for 10 oom_journal
+check "the journal's exited entry of the OOM kill has RINGMASTER_EXIT_REASON=oom-kill" oom_journal
 as_user ringctl stop limits-hog > /dev/null 2>&1
 
 # --- pids-max ------------------------------------------------------------------------------
