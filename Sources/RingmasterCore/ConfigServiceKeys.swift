@@ -30,6 +30,7 @@ extension ConfigValidator {
         var restartDelay: TOMLEntry?
         var restartDelayMax: TOMLEntry?
         var memoryHigh: TOMLEntry?
+        var memoryRestart: TOMLEntry?
 
         for e in table.entries {
             let v = e.value
@@ -87,12 +88,14 @@ extension ConfigValidator {
                 if let b = boolean(v, "autostart") { service.autostart = b }
             default:
                 if e.key == "memory-high" { memoryHigh = e }
+                if e.key == "memory-restart" { memoryRestart = e }
                 if !limitKey(e, into: &service.limits) && !healthKey(e, into: &service) {
                     unknownKey(e, in: "in \(context)", known: Self.serviceKeys + Self.limitKeys + Self.healthKeys)
                 }
             }
         }
         checkMemoryLimits(service.limits, high: memoryHigh)
+        checkMemoryRestart(service, at: memoryRestart)
 
         if let commandValue {
             if let argv = command(commandValue, shell: service.shell, refs: &refs) { service.command = argv }

@@ -68,6 +68,13 @@ public enum InstanceEvent: Equatable, Sendable {
     /// A process of the instance sent WATCHDOG=1, WATCHDOG=trigger or WATCHDOG_USEC= on the
     /// notify socket (as systemd handles them: InstanceWatchdog.swift).
     case watchdog(WatchdogMessage)
+    /// The instance's memory (its cgroup's memory.current), read after the cgroup told of a
+    /// memory.high breach (memory.events) or for a `sampleMemory` action.
+    case memorySampled(bytes: UInt64)
+    /// Replace the process for this reason: stop signal, then a new process at once (an
+    /// automatic restart, no backoff); its end reports the reason. From the Stack's memory
+    /// restarts, one instance of a service at a time.
+    case gracefulRestart(ExitReason)
 }
 
 public enum InstanceTimer: Equatable, Hashable, Sendable {
@@ -77,6 +84,8 @@ public enum InstanceTimer: Equatable, Hashable, Sendable {
     case stopTimeout
     /// no WATCHDOG=1 within the period: abort the process (reason `watchdog`)
     case watchdog
+    /// memory was above `memory-restart` this long ago: measure it again
+    case memoryCheck
 }
 
 public enum InstanceAction: Equatable, Sendable {
@@ -90,6 +99,8 @@ public enum InstanceAction: Equatable, Sendable {
     case stateChanged(from: InstanceState, to: InstanceState)
     /// the instance will not be restarted again: the start limit was hit, or restart policy says no
     case gaveUp(reason: String)
+    /// read the instance's memory (memory.current) and feed it back as `memorySampled`
+    case sampleMemory
 }
 
 public struct InstanceMachine: Equatable, Sendable {
@@ -125,6 +136,14 @@ public struct InstanceMachine: Equatable, Sendable {
     public internal(set) var watchdogArmed = false
     /// WATCHDOG_USEC= sent by the current process: its period from then on (0: off)
     public internal(set) var watchdogOverride: USec? = nil
+    /// since when the current process's memory has been seen above `memory-restart`
+    public internal(set) var memoryAboveSince: USec? = nil
+    /// the `.memoryCheck` timer is armed
+    public internal(set) var memoryCheckArmed = false
+    /// its memory stayed above `memory-restart`: the Stack restarts it when its turn comes
+    public internal(set) var memoryRestartDue = false
+    /// the current process is being replaced (`gracefulRestart`): its successor is an automatic restart
+    public internal(set) var replacing = false
 
     public init(index: Int) { self.index = index }
 
@@ -153,6 +172,7 @@ public struct InstanceMachine: Equatable, Sendable {
         case .restartRequested:
             wanted = true
             aborting = false // a restart asked for now: no backoff after the aborted process
+            replacing = false
             switch state {
             case .starting, .running:
                 beginStop(config: config, now: now, into: &actions)
@@ -228,6 +248,9 @@ public struct InstanceMachine: Equatable, Sendable {
             let ranFor = startedAt.map { now >= $0 ? now - $0 : 0 } ?? 0
             startedAt = nil
             disarmWatchdog(into: &actions)
+            clearMemoryWatch(into: &actions)
+            let replaced = replacing
+            replacing = false
             // Whatever the main process left in its group goes with it (as systemd's KillMode=control-group).
             actions.append(.killAll)
             if state == .stopping && aborting {
@@ -238,7 +261,7 @@ public struct InstanceMachine: Equatable, Sendable {
             } else if state == .stopping {
                 actions.append(.cancelTimer(.stopTimeout))
                 if wanted {
-                    spawn(config: config, now: now, manual: true, into: &actions)
+                    spawn(config: config, now: now, manual: !replaced, into: &actions)
                 } else {
                     enter(.stopped, now: now, into: &actions)
                 }
@@ -264,6 +287,19 @@ public struct InstanceMachine: Equatable, Sendable {
         case let .watchdog(message):
             handleWatchdog(message, config: config, now: now, into: &actions)
 
+        case let .memorySampled(bytes):
+            handleMemorySample(bytes, config: config, now: now, into: &actions)
+
+        case .timerFired(.memoryCheck):
+            memoryCheckArmed = false
+            if pid != nil, state == .running, memoryAboveSince != nil, !memoryRestartDue { actions.append(.sampleMemory) }
+
+        case let .gracefulRestart(reason):
+            guard pid != nil, state == .running || state == .starting, wanted else { break }
+            endingCause = reason
+            replacing = true
+            beginStop(config: config, now: now, into: &actions)
+
         case let .causeNoted(reason):
             if pid != nil { endingCause = reason }
 
@@ -281,6 +317,7 @@ public struct InstanceMachine: Equatable, Sendable {
                              into actions: inout [InstanceAction]) {
         guard pid != nil, state == .starting || state == .running else { return }
         disarmWatchdog(into: &actions)
+        clearMemoryWatch(into: &actions)
         endingCause = reason
         aborting = true
         enter(.stopping, now: now, into: &actions)
@@ -304,6 +341,9 @@ public struct InstanceMachine: Equatable, Sendable {
     private mutating func spawn(config: ServiceConfig, now: USec, manual: Bool, into actions: inout [InstanceAction]) {
         endingCause = nil
         watchdogOverride = nil
+        memoryAboveSince = nil
+        memoryRestartDue = false
+        replacing = false
         aborting = false
         health = nil
         if !manual { restarts += 1 }
@@ -315,6 +355,7 @@ public struct InstanceMachine: Equatable, Sendable {
 
     private mutating func beginStop(config: ServiceConfig, now: USec, into actions: inout [InstanceAction]) {
         disarmWatchdog(into: &actions)
+        clearMemoryWatch(into: &actions)
         enter(.stopping, now: now, into: &actions)
         actions.append(.signal(config.stopSignal))
         actions.append(.armTimer(.stopTimeout, deadline: now &+ config.stopTimeout))

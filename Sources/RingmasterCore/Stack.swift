@@ -99,6 +99,8 @@ public struct StackEntry: Equatable, Sendable {
     /// to be stopped once every service after it is down (shutdown, removal)
     public internal(set) var pendingStop = false
     public internal(set) var rolling: RollingRestart? = nil
+    /// memory restarts: instances due, in order, and the one being replaced (StackMemoryRestart.swift)
+    public internal(set) var memoryRestarts = MemoryRestarts()
     /// the state last reported (`serviceStateChanged`)
     public internal(set) var reportedState: ServiceState = .stopped
 
@@ -198,6 +200,7 @@ public struct Stack: Equatable, Sendable {
         // (Read in place: a copy of the entry alive across `feed` would copy every instance.)
         let event = event == .timerFired(.restart) && !entries[p].machine.wanted ? .stopRequested : event
         feed(event, to: id, instance: instance, now: now, into: &out)
+        if entries[p].machine.config.memoryRestart != nil { stepMemoryRestarts(id, instance: instance, now: now, into: &out) }
         // A spawn's result belongs to the step that asked for the spawn: it drains nothing
         // more, or a batch would go on spawn by spawn within one loop iteration.
         switch event {

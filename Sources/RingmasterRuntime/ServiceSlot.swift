@@ -68,6 +68,8 @@ final class InstanceProcess {
     var status: String?
     /// memory.events oom_kill of its cgroup at the spawn (services with a memory limit only)
     var oomKillsAtSpawn: UInt64?
+    /// the inotify watch on its cgroup's memory.events (`memory-restart`)
+    var memoryWatch: Int32?
 
     func reset() {
         child = nil

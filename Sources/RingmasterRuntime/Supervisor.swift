@@ -53,6 +53,8 @@ public final class Supervisor {
     /// The hold an exit keeps until the restart it made due has spawned (see `childExited`),
     /// and the defer source that ends it in the next iteration should that restart not come.
     var restartHold: EventSource?
+    /// memory.events watches of `memory-restart` instances (made at the first such spawn)
+    var memoryWatch: MemoryWatch?
 
     public init(config: Config, loop: EventLoop, log: EventLog, spawner: Spawner = PosixSpawner(),
                 environment: ChildEnvironment, limits: StackLimits = StackLimits()) {
@@ -275,6 +277,8 @@ public final class Supervisor {
         case let .gaveUp(reason):
             log.write(LogEvent(.err, "gave-up", "\(slot.name).\(index) gave up: \(reason)",
                                service: slot.name, instance: index))
+        case .sampleMemory:
+            if let sample = sampleMemory(process) { eventQueue.append((slot.id, index, sample)) }
         }
     }
 

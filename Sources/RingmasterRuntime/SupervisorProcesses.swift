@@ -39,6 +39,9 @@ extension Supervisor {
         } else if let problem = CgroupTree.limitsProblemWithoutCgroup(cfg.limits) {
             return spawnFailed(label, slot: slot, index: index, reason: problem)
         }
+        if let problem = watchMemory(process, slot: slot, index: index, config: cfg) {
+            return spawnFailed(label, slot: slot, index: index, reason: problem)
+        }
 
         var writeEnd: Int32 = -1
         switch log.target {
@@ -116,6 +119,7 @@ extension Supervisor {
         }
         let status = ExitStatus(exit)
         noteOOMKill(status, process: process, slot: slot, index: index)
+        unwatchMemory(process)
         process.pid = nil
         process.child = nil
         instanceByPID[exit.pid] = nil

@@ -4,7 +4,7 @@ import Glibc
 
 /// `watchdog`: tables of event → state/actions for one instance (as InstanceMachineTests), the
 /// notify lines, and the config key.
-final class WatchdogTests: XCTestCase {
+final class InstanceWatchdogTests: XCTestCase {
     typealias Step = (at: USec, event: InstanceEvent, state: InstanceState, actions: [InstanceAction])
     let ms = USec.perMillisecond
     let s = USec.perSecond
@@ -160,5 +160,126 @@ final class WatchdogTests: XCTestCase {
                 XCTAssertTrue(text.hasPrefix(message), "\(key): \(text)")
             }
         }
+    }
+}
+
+/// `memory-restart`: one instance's window (InstanceMemoryRestart.swift), and the Stack's
+/// rolling replacement of the due instances of a service (StackMemoryRestart.swift).
+final class MemoryRestartTests: XCTestCase {
+    typealias Step = (at: USec, event: InstanceEvent, state: InstanceState, actions: [InstanceAction])
+    let ms = USec.perMillisecond
+    let s = USec.perSecond
+    let M: UInt64 = 1 << 20
+
+    func config(instances: Int = 1) -> ServiceConfig {
+        var c = ServiceConfig(name: "web", command: ["sleep", "1000"])
+        c.instances = instances
+        c.memoryRestart = 100 * M
+        c.memoryRestartWindow = 5 * s
+        c.stopTimeout = 10 * s
+        c.restartDelay = 100 * ms
+        return c
+    }
+
+    func run(_ steps: [Step], config: ServiceConfig, file: StaticString = #filePath, line: UInt = #line) -> InstanceMachine {
+        var m = InstanceMachine(index: 0)
+        for (i, step) in steps.enumerated() {
+            let actions = m.handle(step.event, config: config, now: step.at)
+            XCTAssertEqual(m.state, step.state, "step \(i) (\(step.event)): state", file: file, line: line)
+            XCTAssertEqual(actions, step.actions, "step \(i) (\(step.event)): actions", file: file, line: line)
+        }
+        return m
+    }
+
+    func testStaysAboveForTheWindowThenDue() {
+        let up: [Step] = [
+            (0, .startRequested, .starting, [.stateChanged(from: .stopped, to: .starting), .spawn]),
+            (1, .spawned(pid: 42), .running, [.stateChanged(from: .starting, to: .running)]),
+        ]
+        // Below the figure: nothing, no timer.
+        var m = run(up + [(2 * s, .memorySampled(bytes: 90 * M), .running, [])], config: config())
+        XCTAssertNil(m.memoryAboveSince)
+        // Above: the window starts; more samples above within it change nothing; the timer
+        // asks for a sample; still above: due.
+        m = run(up + [
+            (2 * s, .memorySampled(bytes: 120 * M), .running, [.armTimer(.memoryCheck, deadline: 7 * s)]),
+            (3 * s, .memorySampled(bytes: 130 * M), .running, []),
+            (7 * s, .timerFired(.memoryCheck), .running, [.sampleMemory]),
+            (7 * s + 1, .memorySampled(bytes: 125 * M), .running, []),
+        ], config: config())
+        XCTAssertTrue(m.memoryRestartDue)
+        // Fell back below within the window: over, and the timer goes.
+        m = run(up + [
+            (2 * s, .memorySampled(bytes: 120 * M), .running, [.armTimer(.memoryCheck, deadline: 7 * s)]),
+            (4 * s, .memorySampled(bytes: 80 * M), .running, [.cancelTimer(.memoryCheck)]),
+        ], config: config())
+        XCTAssertFalse(m.memoryRestartDue)
+        XCTAssertNil(m.memoryAboveSince)
+        // Below when the timer asks: over.
+        m = run(up + [
+            (2 * s, .memorySampled(bytes: 120 * M), .running, [.armTimer(.memoryCheck, deadline: 7 * s)]),
+            (7 * s, .timerFired(.memoryCheck), .running, [.sampleMemory]),
+            (7 * s + 1, .memorySampled(bytes: 99 * M), .running, []),
+        ], config: config())
+        XCTAssertFalse(m.memoryRestartDue)
+        // Samples of a service without memory-restart are ignored.
+        var plain = config()
+        plain.memoryRestart = nil
+        _ = run(up + [(2 * s, .memorySampled(bytes: 500 * M), .running, [])], config: plain)
+    }
+
+    func testGracefulRestartIsAnAutomaticRestartWithItsReason() {
+        let m = run([
+            (0, .startRequested, .starting, [.stateChanged(from: .stopped, to: .starting), .spawn]),
+            (1, .spawned(pid: 42), .running, [.stateChanged(from: .starting, to: .running)]),
+            (2 * s, .memorySampled(bytes: 120 * M), .running, [.armTimer(.memoryCheck, deadline: 7 * s)]),
+            (8 * s, .memorySampled(bytes: 120 * M), .running, [.cancelTimer(.memoryCheck)]),
+            (9 * s, .gracefulRestart(.memoryRestart), .stopping,
+             [.stateChanged(from: .running, to: .stopping), .signal(SIGTERM), .armTimer(.stopTimeout, deadline: 19 * s)]),
+            (10 * s, .processExited(.killed(SIGTERM)), .starting,  // at once: no backoff
+             [.killAll, .cancelTimer(.stopTimeout), .stateChanged(from: .stopping, to: .starting), .spawn]),
+        ], config: config())
+        XCTAssertEqual(m.lastExitReason, .memoryRestart)
+        XCTAssertEqual(m.restarts, 1, "an automatic restart")
+        XCTAssertEqual(m.consecutiveFailures, 0, "not a failure")
+        XCTAssertFalse(m.memoryRestartDue)
+    }
+
+    /// Two instances due at once: the second is replaced only once the first one's
+    /// replacement is ready (ready = notify, so "ready" is its READY=1).
+    func testRollingOneInstanceAtATime() {
+        var c = config(instances: 2)
+        c.ready = .notify
+        var d = StackDriver(Config(services: [c]))
+        d.boot()
+        let id = d.id("web")
+        d.run(d.stack.handle(.readyNotified, service: id, instance: 0, now: d.now))
+        d.run(d.stack.handle(.readyNotified, service: id, instance: 1, now: d.now))
+        let pids = d.stack.entry(id)!.machine.pids
+        XCTAssertEqual(pids.count, 2)
+        for i in 0..<2 {
+            d.run(d.stack.handle(.memorySampled(bytes: 200 * M), service: id, instance: i, now: d.now))
+        }
+        d.now += 6 * s
+        for i in 0..<2 {
+            d.run(d.stack.handle(.memorySampled(bytes: 200 * M), service: id, instance: i, now: d.now))
+        }
+        func states() -> [InstanceState] { d.stack.entry(id)!.machine.instances.map(\.state) }
+        XCTAssertEqual(states(), [.stopping, .running], "one at a time")
+        XCTAssertEqual(d.stack.entry(id)!.memoryRestarts.queue, [1])
+        // The first one's process goes; its replacement spawns but is not ready yet: 1 still waits.
+        d.exit("web", 0, .killed(SIGTERM))
+        XCTAssertEqual(states(), [.starting, .running])
+        XCTAssertEqual(d.stack.entry(id)!.machine.instances[0].lastExitReason, .memoryRestart)
+        d.run(d.stack.handle(.memorySampled(bytes: 200 * M), service: id, instance: 1, now: d.now))
+        XCTAssertEqual(states(), [.starting, .running], "the second waits for the first replacement to be ready")
+        d.run(d.stack.handle(.readyNotified, service: id, instance: 0, now: d.now))
+        XCTAssertEqual(states(), [.running, .stopping], "then the second goes")
+        d.exit("web", 1, .killed(SIGTERM))
+        d.run(d.stack.handle(.readyNotified, service: id, instance: 1, now: d.now))
+        XCTAssertEqual(states(), [.running, .running])
+        XCTAssertEqual(d.stack.entry(id)!.machine.restarts, 2)
+        XCTAssertEqual(d.stack.entry(id)!.machine.lastExitReason, .memoryRestart)
+        XCTAssertTrue(Set(d.stack.entry(id)!.machine.pids).isDisjoint(with: pids))
     }
 }
