@@ -198,7 +198,10 @@ public struct Stack: Equatable, Sendable {
         // A service that is not wanted never comes back: an instance whose stop is still
         // queued behind a batch, and that crashed meanwhile, is stopped when its delay is over.
         // (Read in place: a copy of the entry alive across `feed` would copy every instance.)
-        let event = event == .timerFired(.restart) && !entries[p].machine.wanted ? .stopRequested : event
+        var event = event == .timerFired(.restart) && !entries[p].machine.wanted ? .stopRequested : event
+        // While the daemon shuts down, watchdogs are off: every instance is being stopped in
+        // dependency order (SIGKILL after stop-timeout), and an abort would stop one early.
+        if shuttingDown && (event == .timerFired(.watchdog) || event == .watchdog(.trigger)) { event = .watchdog(.period(0)) }
         feed(event, to: id, instance: instance, now: now, into: &out)
         if entries[p].machine.config.memoryRestart != nil { stepMemoryRestarts(id, instance: instance, now: now, into: &out) }
         // A spawn's result belongs to the step that asked for the spawn: it drains nothing

@@ -41,7 +41,7 @@ extension Stack {
             }
             entries[p].memoryRestarts.current = nil
         }
-        guard entries[p].rolling == nil, entries[p].machine.wanted else { return }
+        guard entries[p].rolling == nil, entries[p].machine.wanted, !shuttingDown else { return }
         while !entries[p].memoryRestarts.queue.isEmpty {
             let index = entries[p].memoryRestarts.queue.removeFirst()
             guard index < count, at(index).memoryRestartDue, at(index).state == .running else { continue }
