@@ -48,13 +48,18 @@ final class WatchdogTests: DBusTestCase {
         contents(dir + "/" + file).flatMap { Double($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
     }
 
-    /// Kept alive by its pings for over two periods, then restarted within period + 1 s of
-    /// its last ping once it stops, reason `watchdog` on D-Bus and in the journal.
-    private func checkWatchdog(_ svc: String, daemon: Daemon, period: Double) throws -> Int32 {
-        let first = try require("the first process of \(svc)", timeout: 15) { () -> Int32? in
+    /// The one process of `svc`, once there is one.
+    private func onlyPID(_ svc: String) throws -> Int32 {
+        try require("the first process of \(svc)", timeout: 15) { () -> Int32? in
             let p = try self.pids(svc)
             return p.count == 1 && p[0] > 0 ? p[0] : nil
         }
+    }
+
+    /// Kept alive by its pings for over two periods, then restarted within period + 1 s of
+    /// its last ping once it stops, reason `watchdog` on D-Bus and in the journal.
+    private func checkWatchdog(_ svc: String, daemon: Daemon, period: Double) throws -> Int32 {
+        let first = try onlyPID(svc)
         try require("\(svc) pinging for over two periods", timeout: 20) {
             guard daemon.isRunning else { throw HarnessError("ringmasterd exited: \(daemon.log())") }
             return (self.number("pings.\(first)") ?? 0) * 0.2 > 2 * period + 0.4
@@ -123,10 +128,7 @@ final class WatchdogTests: DBusTestCase {
             [services.\(svc)]
             command = ["/bin/sh", "-c", \(TOML.string(script))]
             """)
-        let first = try require("the first process of \(svc)", timeout: 15) { () -> Int32? in
-            let p = try self.pids(svc)
-            return p.count == 1 && p[0] > 0 ? p[0] : nil
-        }
+        let first = try onlyPID(svc)
         try require("env.\(first)") { contents(self.dir + "/env.\(first)") }
         XCTAssertEqual(contents(dir + "/env.\(first)"), "unset unset")
         _ = FileManager.default.createFile(atPath: dir + "/go", contents: nil)

@@ -2,10 +2,23 @@ import XCTest
 import Glibc
 @testable import RingmasterCore
 
+typealias InstanceStep = (at: USec, event: InstanceEvent, state: InstanceState, actions: [InstanceAction])
+
+/// Feeds `steps` to a fresh instance, checking the state and the actions after each.
+@discardableResult
+func runInstance(_ steps: [InstanceStep], config: ServiceConfig, file: StaticString, line: UInt) -> InstanceMachine {
+    var m = InstanceMachine(index: 0)
+    for (i, step) in steps.enumerated() {
+        let actions = m.handle(step.event, config: config, now: step.at)
+        XCTAssertEqual(m.state, step.state, "step \(i) (\(step.event)): state", file: file, line: line)
+        XCTAssertEqual(actions, step.actions, "step \(i) (\(step.event)): actions", file: file, line: line)
+    }
+    return m
+}
+
 /// `watchdog`: tables of event → state/actions for one instance (as InstanceMachineTests), the
 /// notify lines, and the config key.
 final class InstanceWatchdogTests: XCTestCase {
-    typealias Step = (at: USec, event: InstanceEvent, state: InstanceState, actions: [InstanceAction])
     let ms = USec.perMillisecond
     let s = USec.perSecond
 
@@ -20,14 +33,8 @@ final class InstanceWatchdogTests: XCTestCase {
     }
 
     @discardableResult
-    func run(_ steps: [Step], config: ServiceConfig, file: StaticString = #filePath, line: UInt = #line) -> InstanceMachine {
-        var m = InstanceMachine(index: 0)
-        for (i, step) in steps.enumerated() {
-            let actions = m.handle(step.event, config: config, now: step.at)
-            XCTAssertEqual(m.state, step.state, "step \(i) (\(step.event)): state", file: file, line: line)
-            XCTAssertEqual(actions, step.actions, "step \(i) (\(step.event)): actions", file: file, line: line)
-        }
-        return m
+    func run(_ steps: [InstanceStep], config: ServiceConfig, file: StaticString = #filePath, line: UInt = #line) -> InstanceMachine {
+        runInstance(steps, config: config, file: file, line: line)
     }
 
     func testArmedWhenReadyRearmedByPingsAbortedOnAMiss() {
@@ -166,7 +173,6 @@ final class InstanceWatchdogTests: XCTestCase {
 /// `memory-restart`: one instance's window (InstanceMemoryRestart.swift), and the Stack's
 /// rolling replacement of the due instances of a service (StackMemoryRestart.swift).
 final class MemoryRestartTests: XCTestCase {
-    typealias Step = (at: USec, event: InstanceEvent, state: InstanceState, actions: [InstanceAction])
     let ms = USec.perMillisecond
     let s = USec.perSecond
     let M: UInt64 = 1 << 20
@@ -181,18 +187,12 @@ final class MemoryRestartTests: XCTestCase {
         return c
     }
 
-    func run(_ steps: [Step], config: ServiceConfig, file: StaticString = #filePath, line: UInt = #line) -> InstanceMachine {
-        var m = InstanceMachine(index: 0)
-        for (i, step) in steps.enumerated() {
-            let actions = m.handle(step.event, config: config, now: step.at)
-            XCTAssertEqual(m.state, step.state, "step \(i) (\(step.event)): state", file: file, line: line)
-            XCTAssertEqual(actions, step.actions, "step \(i) (\(step.event)): actions", file: file, line: line)
-        }
-        return m
+    func run(_ steps: [InstanceStep], config: ServiceConfig, file: StaticString = #filePath, line: UInt = #line) -> InstanceMachine {
+        runInstance(steps, config: config, file: file, line: line)
     }
 
     func testStaysAboveForTheWindowThenDue() {
-        let up: [Step] = [
+        let up: [InstanceStep] = [
             (0, .startRequested, .starting, [.stateChanged(from: .stopped, to: .starting), .spawn]),
             (1, .spawned(pid: 42), .running, [.stateChanged(from: .starting, to: .running)]),
         ]
