@@ -45,6 +45,7 @@ static const char *const stage_names[STAGE_COUNT] = {
     [STAGE_DUP2] = "dup2",
     [STAGE_CHDIR] = "chdir",
     [STAGE_LISTEN_PID] = "listen_pid",
+    [STAGE_WATCHDOG_PID] = "watchdog_pid",
     [STAGE_EXEC] = "exec",
 };
 

@@ -191,6 +191,22 @@ fail:;
 }
 
 /* Drop envp[index] by shifting the rest down (envp is the child's own copy). */
+/* Puts "<prefix><getpid()>" in envp[index], built in buf (room for prefix + 20 digits + NUL),
+ * in place of the "<prefix>" entry the parent made. -1 with errno EINVAL if there is none. */
+static int put_own_pid(char **envp, int n_env, int index, char *buf, const char *prefix) {
+    if (index >= n_env || !has_prefix(envp[index], prefix)) {
+        errno = EINVAL;
+        return -1;
+    }
+    size_t n = ring_strlen(prefix);
+    memcpy(buf, prefix, n);
+    char *p = buf + n;
+    p += format_u64(p, (uint64_t)getpid());
+    *p = '\0';
+    envp[index] = buf;
+    return 0;
+}
+
 static void env_remove(char **envp, int index) {
     int i = index;
     for (; envp[i]; i++) envp[i] = envp[i + 1];
@@ -325,11 +341,13 @@ _Noreturn void ring_child_main(const struct ring_child_ctx *ctx) {
     for (int i = 0; i < ctx->n_env; i++) envp[i] = req->envp[i];
     envp[ctx->n_env] = NULL;
     char listen_pid_entry[sizeof "LISTEN_PID=" + 20];
+    char watchdog_pid_entry[sizeof "WATCHDOG_PID=" + 20];
     char journal_stream_entry[sizeof "JOURNAL_STREAM=" + 2 * 20 + 1];
 
     /* 5. Journal streams, connected from the child so that journald sees the child's pid.
      *    Any failure here is not an error: that stream falls back to the given fd. */
     int listen_pid_index = req->listen_pid_index;
+    int watchdog_pid_index = req->watchdog_pid_index;
     int out_src = req->stdout_fd, err_src = req->stderr_fd;
     int journal_fd_for_env = -1;
     if (req->journal_identifier) {
@@ -355,6 +373,7 @@ _Noreturn void ring_child_main(const struct ring_child_ctx *ctx) {
         } else {
             env_remove(envp, req->journal_stream_index);
             if (listen_pid_index > req->journal_stream_index) listen_pid_index--;
+            if (watchdog_pid_index > req->journal_stream_index) watchdog_pid_index--;
         }
     }
 
@@ -397,19 +416,12 @@ _Noreturn void ring_child_main(const struct ring_child_ctx *ctx) {
     if (req->cwd && chdir(req->cwd) < 0) child_fail(&c, STAGE_CHDIR);
 
     /* 9. LISTEN_PID must be the pid of the process that will run the service, which only
-     *    the child knows. */
-    if (listen_pid_index >= 0) {
-        if (listen_pid_index >= ctx->n_env || !has_prefix(envp[listen_pid_index], "LISTEN_PID=")) {
-            errno = EINVAL;
-            child_fail(&c, STAGE_LISTEN_PID);
-        }
-        char *p = listen_pid_entry;
-        memcpy(p, "LISTEN_PID=", sizeof "LISTEN_PID=" - 1);
-        p += sizeof "LISTEN_PID=" - 1;
-        p += format_u64(p, (uint64_t)getpid());
-        *p = '\0';
-        envp[listen_pid_index] = listen_pid_entry;
-    }
+     *    the child knows; so must WATCHDOG_PID (sd_watchdog_enabled() checks it is getpid()). */
+    if (listen_pid_index >= 0 && put_own_pid(envp, ctx->n_env, listen_pid_index, listen_pid_entry, "LISTEN_PID=") < 0)
+        child_fail(&c, STAGE_LISTEN_PID);
+    if (watchdog_pid_index >= 0 &&
+        put_own_pid(envp, ctx->n_env, watchdog_pid_index, watchdog_pid_entry, "WATCHDOG_PID=") < 0)
+        child_fail(&c, STAGE_WATCHDOG_PID);
 
     /* The daemon's raised fd limit is not the child's: give back the usual soft limit. Only
      * now, with the daemon's (high-numbered) fds closed: the fd shuffle above may need

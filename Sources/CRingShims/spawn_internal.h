@@ -12,6 +12,7 @@ enum ring_stage {
     STAGE_DUP2,
     STAGE_CHDIR,
     STAGE_LISTEN_PID,
+    STAGE_WATCHDOG_PID,
     STAGE_EXEC,
     STAGE_COUNT
 };

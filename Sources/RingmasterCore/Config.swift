@@ -169,6 +169,13 @@ public struct ServiceConfig: Equatable, Hashable, Sendable {
     public var type: ServiceType = .simple
     /// `pre-start`: argv run to completion before each spawn (empty: none)
     public var preStart: [String] = []
+    /// `watchdog`: WATCHDOG=1 expected at least this often once an instance is ready (nil: none)
+    public var watchdog: USec? = nil
+    /// `memory-restart`, bytes: restart an instance gracefully once its memory stays above
+    /// it for `memoryRestartWindow` (InstanceMemoryRestart.swift)
+    public var memoryRestart: UInt64? = nil
+    /// how long memory must stay above `memoryRestart` (not a key: a fixed 5 s; tests change it)
+    public var memoryRestartWindow: USec = 5 * USec.perSecond
 
     public init(name: String, command: [String]) {
         self.name = name; self.command = command

@@ -22,9 +22,6 @@ extension ConfigValidator {
             }
         case "pids-max":
             if let n = boundedInteger(v, entry.key, 1...ResourceLimits.maximumPids) { limits.pidsMax = n }
-        case "memory-restart":
-            error(entry.keyLocation, "memory-restart is not supported by this version of ringmasterd "
-                  + "(use memory-max or memory-high)")
         default:
             return false
         }
@@ -38,7 +35,7 @@ extension ConfigValidator {
               + "memory-max (\(ResourceLimits.Size.bytes(m)))")
     }
 
-    private mutating func memorySize(_ value: TOMLValue, _ key: String) -> ResourceLimits.Size? {
+    mutating func memorySize(_ value: TOMLValue, _ key: String) -> ResourceLimits.Size? {
         let result: Result<ResourceLimits.Size, ConfigValueProblem>
         if let n = value.integer {
             result = ResourceLimits.size(bytes: n, key: key)

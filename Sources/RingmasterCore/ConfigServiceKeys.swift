@@ -31,6 +31,7 @@ extension ConfigValidator {
         var restartDelay: TOMLEntry?
         var restartDelayMax: TOMLEntry?
         var memoryHigh: TOMLEntry?
+        var memoryRestart: TOMLEntry?
 
         for e in table.entries {
             let v = e.value
@@ -90,15 +91,18 @@ extension ConfigValidator {
                 if let b = boolean(v, "autostart") { service.autostart = b }
             default:
                 if e.key == "memory-high" { memoryHigh = e }
+                if e.key == "memory-restart" { memoryRestart = e }
                 if !limitKey(e, into: &service.limits) && !taskKey(e, into: &service, refs: &refs)
-                    && !probeKey(e, into: &service, context: context, refs: &refs) {
-                    unknownKey(e, in: "in \(context)", known: Self.serviceKeys + Self.limitKeys + Self.taskKeys + Self.probeTables)
+                    && !probeKey(e, into: &service, context: context, refs: &refs) && !healthKey(e, into: &service) {
+                    unknownKey(e, in: "in \(context)",
+                               known: Self.serviceKeys + Self.limitKeys + Self.taskKeys + Self.probeTables + Self.healthKeys)
                 }
             }
         }
         checkMemoryLimits(service.limits, high: memoryHigh)
         checkTaskKeys(&service, table: table)
         checkProbes(service, table: table, context: context)
+        checkMemoryRestart(service, at: memoryRestart)
 
         if let commandValue {
             if let argv = command(commandValue, shell: service.shell, refs: &refs) { service.command = argv }

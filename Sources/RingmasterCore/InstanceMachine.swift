@@ -71,6 +71,16 @@ public enum InstanceEvent: Equatable, Sendable {
     case preStartFailed(reason: String)
     /// the pre-start process ended: 0 lets the spawn go ahead
     case preStartExited(ExitStatus)
+    /// A process of the instance sent WATCHDOG=1, WATCHDOG=trigger or WATCHDOG_USEC= on the
+    /// notify socket (as systemd handles them: InstanceWatchdog.swift).
+    case watchdog(WatchdogMessage)
+    /// The instance's memory (its cgroup's memory.current), read after the cgroup told of a
+    /// memory.high breach (memory.events) or for a `sampleMemory` action.
+    case memorySampled(bytes: UInt64)
+    /// Replace the process for this reason: stop signal, then a new process at once (an
+    /// automatic restart, no backoff); its end reports the reason. From the Stack's memory
+    /// restarts, one instance of a service at a time.
+    case gracefulRestart(ExitReason)
 }
 
 public enum InstanceTimer: Equatable, Hashable, Sendable {
@@ -78,6 +88,10 @@ public enum InstanceTimer: Equatable, Hashable, Sendable {
     case restart
     /// the stop signal was not enough: escalate to SIGKILL
     case stopTimeout
+    /// no WATCHDOG=1 within the period: abort the process (reason `watchdog`)
+    case watchdog
+    /// memory was above `memory-restart` this long ago: measure it again
+    case memoryCheck
 }
 
 public enum InstanceAction: Equatable, Sendable {
@@ -95,6 +109,8 @@ public enum InstanceAction: Equatable, Sendable {
     case stateChanged(from: InstanceState, to: InstanceState)
     /// the instance will not be restarted again: the start limit was hit, or restart policy says no
     case gaveUp(reason: String)
+    /// read the instance's memory (memory.current) and feed it back as `memorySampled`
+    case sampleMemory
 }
 
 public struct InstanceMachine: Equatable, Sendable {
@@ -132,10 +148,26 @@ public struct InstanceMachine: Equatable, Sendable {
     public internal(set) var inPreStart = false
     /// the pre-start's process, while it runs
     public internal(set) var preStartPid: Int32? = nil
+    /// the watchdog timer is armed for the current process
+    public internal(set) var watchdogArmed = false
+    /// WATCHDOG_USEC= sent by the current process: its period from then on (0: off)
+    public internal(set) var watchdogOverride: USec? = nil
+    /// since when the current process's memory has been seen above `memory-restart`
+    public internal(set) var memoryAboveSince: USec? = nil
+    /// the `.memoryCheck` timer is armed
+    public internal(set) var memoryCheckArmed = false
+    /// its memory stayed above `memory-restart`: the Stack restarts it when its turn comes
+    public internal(set) var memoryRestartDue = false
+    /// the current process is being replaced (`gracefulRestart`): its successor is an automatic restart
+    public internal(set) var replacing = false
 
     public init(index: Int) { self.index = index }
 
     public var isActive: Bool { pid != nil }
+
+    /// The reason the current process's end has if it ended with `status` now: a cause noted
+    /// before (an abort, an OOM kill) wins over the bare status. `lastExitReason` after its exit.
+    public func exitReason(for status: ExitStatus) -> ExitReason { endingCause ?? ExitReason(status: status) }
 
     public mutating func handle(_ event: InstanceEvent, config: ServiceConfig, now: USec) -> [InstanceAction] {
         var actions: [InstanceAction] = []
@@ -156,6 +188,7 @@ public struct InstanceMachine: Equatable, Sendable {
         case .restartRequested:
             wanted = true
             aborting = false // a restart asked for now: no backoff after the aborted process
+            replacing = false
             switch state {
             case .starting, .running:
                 beginStop(config: config, now: now, into: &actions)
@@ -188,7 +221,10 @@ public struct InstanceMachine: Equatable, Sendable {
                 self.pid = pid
                 startedAt = now
                 // A oneshot is never "ready": it is done when it exits 0.
-                if config.ready == .started && config.type != .oneshot { enter(.running, now: now, into: &actions) }
+                if config.ready == .started && config.type != .oneshot {
+                    enter(.running, now: now, into: &actions)
+                    armWatchdog(config: config, now: now, into: &actions)
+                }
             } else if state == .stopping {
                 // Told to stop while its spawn was under way: it gets its stop signal now.
                 self.pid = pid
@@ -215,16 +251,23 @@ public struct InstanceMachine: Equatable, Sendable {
             }
 
         case .readyNotified:
-            if state == .starting, pid != nil, config.type != .oneshot { enter(.running, now: now, into: &actions) }
+            if state == .starting, pid != nil, config.type != .oneshot {
+                enter(.running, now: now, into: &actions)
+                armWatchdog(config: config, now: now, into: &actions)
+            }
 
         case let .processExited(status):
             guard pid != nil else { break }
             pid = nil
             lastExit = status
-            lastExitReason = endingCause ?? ExitReason(status: status)
+            lastExitReason = exitReason(for: status)
             endingCause = nil
             let ranFor = startedAt.map { now >= $0 ? now - $0 : 0 } ?? 0
             startedAt = nil
+            disarmWatchdog(into: &actions)
+            clearMemoryWatch(into: &actions)
+            let replaced = replacing
+            replacing = false
             // Whatever the main process left in its group goes with it (as systemd's KillMode=control-group).
             actions.append(.killAll)
             if state == .stopping && aborting {
@@ -235,7 +278,7 @@ public struct InstanceMachine: Equatable, Sendable {
             } else if state == .stopping {
                 actions.append(.cancelTimer(.stopTimeout))
                 if wanted {
-                    spawn(config: config, now: now, manual: true, into: &actions)
+                    spawn(config: config, now: now, manual: !replaced, into: &actions)
                 } else {
                     enter(.stopped, now: now, into: &actions)
                 }
@@ -250,13 +293,29 @@ public struct InstanceMachine: Equatable, Sendable {
         case .timerFired(.stopTimeout):
             if state == .stopping, pid != nil || preStartPid != nil { actions.append(.killAll) }
 
+        case .timerFired(.watchdog):
+            guard watchdogArmed else { break }
+            watchdogArmed = false
+            beginAbort(.watchdog, signal: Signals.watchdogSignal, config: config, now: now, into: &actions)
+
         case let .abort(reason, signal):
-            guard pid != nil, state == .starting || state == .running else { break }
+            beginAbort(reason, signal: signal, config: config, now: now, into: &actions)
+
+        case let .watchdog(message):
+            handleWatchdog(message, config: config, now: now, into: &actions)
+
+        case let .memorySampled(bytes):
+            handleMemorySample(bytes, config: config, now: now, into: &actions)
+
+        case .timerFired(.memoryCheck):
+            memoryCheckArmed = false
+            if pid != nil, state == .running, memoryAboveSince != nil, !memoryRestartDue { actions.append(.sampleMemory) }
+
+        case let .gracefulRestart(reason):
+            guard pid != nil, state == .running || state == .starting, wanted else { break }
             endingCause = reason
-            aborting = true
-            enter(.stopping, now: now, into: &actions)
-            actions.append(.signal(signal ?? config.stopSignal))
-            actions.append(.armTimer(.stopTimeout, deadline: now &+ config.stopTimeout))
+            replacing = true
+            beginStop(config: config, now: now, into: &actions)
 
         case let .causeNoted(reason):
             if pid != nil { endingCause = reason }
@@ -271,6 +330,20 @@ public struct InstanceMachine: Equatable, Sendable {
     }
 
     // MARK: - steps
+
+    /// Ends the current process for `reason`: `signal` (nil: the stop signal), SIGKILL after
+    /// `stop-timeout`; its end is a failure with that reason. Nothing without a live process.
+    mutating func beginAbort(_ reason: ExitReason, signal: Int32?, config: ServiceConfig, now: USec,
+                             into actions: inout [InstanceAction]) {
+        guard pid != nil, state == .starting || state == .running else { return }
+        disarmWatchdog(into: &actions)
+        clearMemoryWatch(into: &actions)
+        endingCause = reason
+        aborting = true
+        enter(.stopping, now: now, into: &actions)
+        actions.append(.signal(signal ?? config.stopSignal))
+        actions.append(.armTimer(.stopTimeout, deadline: now &+ config.stopTimeout))
+    }
 
     mutating func enter(_ new: InstanceState, now: USec, into actions: inout [InstanceAction]) {
         guard new != state else { return }
@@ -288,6 +361,10 @@ public struct InstanceMachine: Equatable, Sendable {
 
     mutating func spawn(config: ServiceConfig, now: USec, manual: Bool, into actions: inout [InstanceAction]) {
         endingCause = nil
+        watchdogOverride = nil
+        memoryAboveSince = nil
+        memoryRestartDue = false
+        replacing = false
         aborting = false
         health = nil
         if !manual { restarts += 1 }
@@ -303,6 +380,8 @@ public struct InstanceMachine: Equatable, Sendable {
     }
 
     private mutating func beginStop(config: ServiceConfig, now: USec, into actions: inout [InstanceAction]) {
+        disarmWatchdog(into: &actions)
+        clearMemoryWatch(into: &actions)
         enter(.stopping, now: now, into: &actions)
         actions.append(.signal(config.stopSignal))
         actions.append(.armTimer(.stopTimeout, deadline: now &+ config.stopTimeout))

@@ -110,6 +110,8 @@ public struct StackEntry: Equatable, Sendable {
     /// to be stopped once every service after it is down (shutdown, removal)
     public internal(set) var pendingStop = false
     public internal(set) var rolling: RollingRestart? = nil
+    /// memory restarts: instances due, in order, and the one being replaced (StackMemoryRestart.swift)
+    public internal(set) var memoryRestarts = MemoryRestarts()
     /// the state last reported (`serviceStateChanged`)
     public internal(set) var reportedState: ServiceState = .stopped
 
@@ -160,6 +162,13 @@ public struct Stack: Equatable, Sendable {
         return entries[p].machine.instances[index].state
     }
 
+    /// The reason an instance's process ending now with `status` reports (before the exit is
+    /// handled: the journal entry of the exit carries it). Nil for an unknown instance.
+    public func exitReason(_ id: ServiceID, _ index: Int, for status: ExitStatus) -> ExitReason? {
+        guard let p = position[id], entries[p].machine.instances.indices.contains(index) else { return nil }
+        return entries[p].machine.instances[index].exitReason(for: status)
+    }
+
     /// The entries of the current config, in config order.
     public var services: [StackEntry] { entries.filter { !$0.retiring } }
 
@@ -200,8 +209,12 @@ public struct Stack: Equatable, Sendable {
         // A service that is not wanted never comes back: an instance whose stop is still
         // queued behind a batch, and that crashed meanwhile, is stopped when its delay is over.
         // (Read in place: a copy of the entry alive across `feed` would copy every instance.)
-        let event = event == .timerFired(.restart) && !entries[p].machine.wanted ? .stopRequested : event
+        var event = event == .timerFired(.restart) && !entries[p].machine.wanted ? .stopRequested : event
+        // While the daemon shuts down, watchdogs are off: every instance is being stopped in
+        // dependency order (SIGKILL after stop-timeout), and an abort would stop one early.
+        if shuttingDown && (event == .timerFired(.watchdog) || event == .watchdog(.trigger)) { event = .watchdog(.period(0)) }
         feed(event, to: id, instance: instance, now: now, into: &out)
+        if entries[p].machine.config.memoryRestart != nil { stepMemoryRestarts(id, instance: instance, now: now, into: &out) }
         // A spawn's result belongs to the step that asked for the spawn: it drains nothing
         // more, or a batch would go on spawn by spawn within one loop iteration.
         switch event {

@@ -71,6 +71,10 @@ public struct ChildEnvironment {
             set(&env, "LISTEN_FDNAMES", service.sockets.joined(separator: ":"))
             // LISTEN_PID is written by the child itself, from getpid(), right before exec.
         }
+        if let watchdog = service.watchdog {
+            // As systemd for WatchdogSec=; WATCHDOG_PID is written by the child (SpawnRequest.watchdogPID).
+            set(&env, "WATCHDOG_USEC", String(watchdog))
+        }
         return env
     }
 

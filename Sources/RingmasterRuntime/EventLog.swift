@@ -20,6 +20,8 @@ public struct LogEvent {
     public var instance: Int? = nil
     public var pid: Int32? = nil
     public var exit: ExitStatusFields? = nil
+    /// RINGMASTER_EXIT_REASON= (SPEC "Exit reasons"), on an exit
+    public var exitReason: String? = nil
 
     public struct ExitStatusFields {
         public var code: String
@@ -138,6 +140,7 @@ public final class EventLog {
                 fields.append(("RINGMASTER_EXIT_CODE", x.code))
                 fields.append(("RINGMASTER_EXIT_STATUS", String(x.status)))
             }
+            if let r = e.exitReason { fields.append(("RINGMASTER_EXIT_REASON", r)) }
             journal.send(fields)
         case .console:
             ConsoleSink.shared.write(Array(("ringmasterd: " + e.message + "\n").utf8), own: true)

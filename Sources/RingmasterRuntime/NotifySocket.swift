@@ -68,8 +68,19 @@ public final class NotifySocket {
     /// Only trust messages `InstanceProcess.acceptsNotify` accepts.
     public func receive() -> [(message: String, pid: Int32, uid: UInt32)] {
         var result: [(message: String, pid: Int32, uid: UInt32)] = []
+        receiveEach { result.append(($0, $1, $2)) }
+        return result
+    }
+
+    /// `receive()`, calling `body` with each datagram before the next is read. A sender that
+    /// waits for its message to be read (`systemd-notify`'s BARRIER=1: it exits once the
+    /// daemon closed the fd it sent with the next datagram) is then still there while `body`
+    /// looks it up in /proc.
+    public func receiveEach(_ body: (_ message: String, _ pid: Int32, _ uid: UInt32) -> Void) {
         var buffer = [CChar](repeating: 0, count: NotifySocket.maxMessageSize + 1)
-        while result.count < NotifySocket.maxMessagesPerReceive {
+        var count = 0
+        while count < NotifySocket.maxMessagesPerReceive {
+            count += 1
             var pid: pid_t = 0
             var uid: uid_t = 0
             let n = ring_recv_notify(fd, &buffer, NotifySocket.maxMessageSize, &pid, &uid)
@@ -77,9 +88,8 @@ public final class NotifySocket {
             let message = buffer.withUnsafeBufferPointer { raw in
                 raw.withMemoryRebound(to: UInt8.self) { String(decoding: $0[0..<n], as: UTF8.self) }
             }
-            result.append((message, pid, uid))
+            body(message, pid, uid)
         }
-        return result
     }
 
     /// What /proc says of a message's sender, for `NotifyAccess.accepts`: its cgroup directory

@@ -74,6 +74,10 @@ final class InstanceProcess {
     var lastExitRealtime: USec?
     /// the instance's `pre-start` process while it runs (`pgid` is its group then)
     var preStartPid: Int32?
+    /// memory.events oom_kill of its cgroup at the spawn (services with a memory limit only)
+    var oomKillsAtSpawn: UInt64?
+    /// the inotify watch on its cgroup's memory.events (`memory-restart`)
+    var memoryWatch: Int32?
 
     func reset() {
         child = nil

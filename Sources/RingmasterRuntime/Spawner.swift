@@ -11,6 +11,9 @@ public struct SpawnRequest: Equatable, Sendable {
     public var environment: [String]
     /// Set LISTEN_PID to the child's own pid (replacing any LISTEN_PID in `environment`).
     public var listenPID: Bool
+    /// Set WATCHDOG_PID to the child's own pid (replacing any WATCHDOG_PID in `environment`),
+    /// as systemd does for a service with a watchdog.
+    public var watchdogPID = false
     /// chdir target; nil keeps the daemon's working directory.
     public var workingDirectory: String?
     /// Become the child's 0, 1, 2; -1 means /dev/null. The fds stay the caller's.
@@ -68,7 +71,7 @@ public struct SpawnedProcess: Equatable, Sendable {
 /// Why a process could not be started: the stage that failed in the child (or in the
 /// parent: "clone", "pipe", "pidfd_open"), its errno, and the file it was about.
 public struct SpawnError: Error, Equatable, Sendable, CustomStringConvertible {
-    /// "exec", "chdir", "setsid", "dup2", "listen_pid", "cgroup" (child); "clone", "pipe", "pidfd_open" (parent)
+    /// "exec", "chdir", "setsid", "dup2", "listen_pid", "watchdog_pid", "cgroup" (child); "clone", "pipe", "pidfd_open" (parent)
     public var stage: String
     public var errno: Int32
     /// The program for "exec", the directory for "chdir", else empty.
@@ -119,6 +122,7 @@ public struct PosixSpawner: Spawner {
         var searchPath: UnsafeMutablePointer<CChar>? = nil
         for entry in request.environment {
             if request.listenPID && entry.hasPrefix("LISTEN_PID=") { continue }
+            if request.watchdogPID && entry.hasPrefix("WATCHDOG_PID=") { continue }
             if request.journalIdentifier != nil && entry.hasPrefix("JOURNAL_STREAM=") { continue }
             let p = cString(entry)
             if entry.hasPrefix("PATH=") { searchPath = p + 5 }
@@ -128,6 +132,11 @@ public struct PosixSpawner: Spawner {
         if request.listenPID {
             listenPIDIndex = Int32(envp.count)
             envp.append(cString("LISTEN_PID="))
+        }
+        var watchdogPIDIndex: Int32 = -1
+        if request.watchdogPID {
+            watchdogPIDIndex = Int32(envp.count)
+            envp.append(cString("WATCHDOG_PID="))
         }
         var journalStreamIndex: Int32 = -1
         if request.journalIdentifier != nil {
@@ -150,6 +159,7 @@ public struct PosixSpawner: Spawner {
                     c.envp = envpBuffer.baseAddress
                     c.listen_pid_index = listenPIDIndex
                     c.journal_stream_index = journalStreamIndex
+                    c.watchdog_pid_index = watchdogPIDIndex
                     c.search_path = UnsafePointer(searchPath)
                     c.cwd = request.workingDirectory.map { UnsafePointer(cString($0)) }
                     c.stdin_fd = request.stdin

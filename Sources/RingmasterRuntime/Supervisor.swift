@@ -53,6 +53,8 @@ public final class Supervisor {
     /// The hold an exit keeps until the restart it made due has spawned (see `childExited`),
     /// and the defer source that ends it in the next iteration should that restart not come.
     var restartHold: EventSource?
+    /// memory.events watches of `memory-restart` instances (made at the first such spawn)
+    var memoryWatch: MemoryWatch?
 
     public init(config: Config, loop: EventLoop, log: EventLog, spawner: Spawner = PosixSpawner(),
                 environment: ChildEnvironment, limits: StackLimits = StackLimits()) {
@@ -237,6 +239,11 @@ public final class Supervisor {
                 }
                 process.cgroup = nil
             }
+        case let .armTimer(.watchdog, deadline) where process.timers[.watchdog]?.isActive == true:
+            // WATCHDOG=1 re-arms the timer it has: no new source per ping.
+            do { try process.timers[.watchdog]?.reschedule(at: deadline) } catch {
+                log.error("timer", "\(slot.name).\(index): cannot re-arm the watchdog timer: \(error)", service: slot.name)
+            }
         case let .armTimer(timer, deadline):
             do {
                 // A restart fires on time: sd-event lets a timer fire as late as its accuracy
@@ -269,6 +276,8 @@ public final class Supervisor {
         case let .gaveUp(reason):
             log.write(LogEvent(.err, "gave-up", "\(slot.name).\(index) gave up: \(reason)",
                                service: slot.name, instance: index))
+        case .sampleMemory:
+            if let sample = sampleMemory(process) { eventQueue.append((slot.id, index, sample)) }
         }
     }
 

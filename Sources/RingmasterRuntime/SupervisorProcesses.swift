@@ -11,7 +11,8 @@ extension Supervisor {
         let label = "\(cfg.name).\(index)"
         process.reset()
         let child: SpawnedProcess
-        switch launch(cfg, index: index, argv: cfg.resolvedCommand, withSockets: true, label: label, process: process) {
+        switch launch(cfg, index: index, argv: cfg.resolvedCommand, withSockets: true, label: label, process: process,
+                      memoryWatchFor: slot) {
         case let .success(spawned): child = spawned
         case let .failure(failure): return spawnFailed(label, slot: slot, index: index, reason: failure.reason)
         }
@@ -37,9 +38,10 @@ extension Supervisor {
 
     /// Starts `argv` as instance `index` of `cfg` runs: its environment, directory, cgroup
     /// (made or reused, limits written; kept in `process.cgroup`) and log stream; the
-    /// service's sockets only `withSockets` (the main process, not a pre-start).
+    /// service's sockets only `withSockets` (the main process, not a pre-start), and the
+    /// `memory-restart` watch of its cgroup only for the main process of `memoryWatchFor`.
     func launch(_ cfg: ServiceConfig, index: Int, argv: [String], withSockets: Bool, label: String,
-                process: InstanceProcess) -> Result<SpawnedProcess, LaunchFailure> {
+                process: InstanceProcess, memoryWatchFor slot: ServiceSlot? = nil) -> Result<SpawnedProcess, LaunchFailure> {
         let notify: NotifySocket
         do {
             notify = try sharedNotifySocket()
@@ -55,15 +57,20 @@ extension Supervisor {
         request.environment = environment.forChild(service: cfg, instance: index, notifySocket: notify.address)
         request.workingDirectory = environment.workingDirectory(for: cfg)
         request.nofileSoftLimit = environment.nofileSoftLimit
+        request.watchdogPID = cfg.watchdog != nil
         if let cgroups {
             do {
                 let cgroup = try cgroups.instance(service: cfg.name, index: index, limits: cfg.limits)
                 process.cgroup = cgroup
                 request.cgroupFD = cgroup.fd
+                noteOOMBaseline(process, limits: cfg.limits)
             } catch {
                 return .failure(LaunchFailure(reason: "cgroup: \(error)"))
             }
         } else if let problem = CgroupTree.limitsProblemWithoutCgroup(cfg.limits) {
+            return .failure(LaunchFailure(reason: problem))
+        }
+        if let slot, let problem = watchMemory(process, slot: slot, index: index, config: cfg) {
             return .failure(LaunchFailure(reason: problem))
         }
 
@@ -106,7 +113,9 @@ extension Supervisor {
     func spawnFailed(_ label: String, slot: ServiceSlot, index: Int, reason: String) -> InstanceEvent {
         slot.processes[index]?.reset()
         slot.processes[index]?.noteEnd(pid: nil)
-        log.write(LogEvent(.err, "spawn-failed", "\(label): \(reason)", service: slot.name, instance: index))
+        var e = LogEvent(.err, "spawn-failed", "\(label): \(reason)", service: slot.name, instance: index)
+        e.exitReason = ExitReason.spawn.rawValue
+        log.write(e)
         return .spawnFailed(reason: reason)
     }
 
@@ -130,6 +139,8 @@ extension Supervisor {
             restartDue = false
         }
         let status = ExitStatus(exit)
+        noteOOMKill(status, process: process, slot: slot, index: index)
+        unwatchMemory(process)
         process.pid = nil
         process.child = nil
         process.noteEnd(pid: exit.pid)
@@ -141,6 +152,8 @@ extension Supervisor {
                          "\(slot.name).\(index) (pid \(exit.pid)) \(status)",
                          service: slot.name, instance: index, pid: exit.pid)
         e.exit = .init(code: status.code.rawValue, status: status.status)
+        // the core's reason for this end (what it keeps as lastExitReason once it handles it)
+        e.exitReason = stack.exitReason(slot.id, index, for: status)?.rawValue
         log.write(e)
         let pid = exit.pid
         log.afterHold { [weak self] in self?.onProcessEvent?(slot, index, .exited(pid: pid, status)) }
@@ -162,14 +175,22 @@ extension Supervisor {
     /// user, can neither mark an instance ready nor set its STATUS=.
     private func notifyReadable() {
         guard let notify = notifySocket else { return }
-        for message in notify.receive() {
-            guard let (id, index) = instance(sending: message.pid, uid: message.uid), let slot = slots[id],
-                  slot.processes[index]?.acceptsNotify(pid: message.pid, uid: message.uid) == true else { continue }
-            for line in message.message.split(separator: "\n") {
+        // Attributed as each is read, while its sender is surely there (see receiveEach);
+        // handled once all are read.
+        var accepted: [(slot: ServiceSlot, index: Int, message: String)] = []
+        notify.receiveEach { message, pid, uid in
+            guard let (id, index) = instance(sending: pid, uid: uid), let slot = slots[id],
+                  slot.processes[index]?.acceptsNotify(pid: pid, uid: uid) == true else { return }
+            accepted.append((slot, index, message))
+        }
+        for (slot, index, message) in accepted {
+            for line in message.split(separator: "\n") {
                 if line == "READY=1" {
                     // with ready = "probe", the readiness probe decides (Probes.swift)
                     if slot.probes?.board.readiness != nil { continue }
                     handle(.readyNotified, instance: index, of: slot)
+                } else if let watchdog = WatchdogMessage(notifyLine: line) {
+                    handle(.watchdog(watchdog), instance: index, of: slot)
                 } else if line.hasPrefix("STATUS=") {
                     slot.processes[index]?.status = String(line.dropFirst(7))
                     markChanged(slot)

@@ -73,6 +73,7 @@ final class DBusManagerTests: DBusTestCase {
         XCTAssertEqual(Set(pids), Set(instances(of: web, daemon: daemon).values.map(\.pid)))
         XCTAssertEqual(try number(web, "Restarts"), 0)
         XCTAssertEqual(try property(web, "LastExitCode") as? String, "")
+        XCTAssertEqual(try property(web, "LastExitReason") as? String, "", "no exit yet")
         let since = try XCTUnwrap(try property(web, "StateChangeTimestamp") as? NSNumber).uint64Value
         let now = UInt64(Date().timeIntervalSince1970 * 1_000_000)
         XCTAssertTrue(since <= now && now - since < 60_000_000, "StateChangeTimestamp \(since) is not µs realtime (now \(now))")
@@ -113,6 +114,7 @@ final class DBusManagerTests: DBusTestCase {
         try requireService(sleeper, running: 1)
         XCTAssertEqual(try property(sleeper, "LastExitCode") as? String, "killed")
         XCTAssertEqual(try number(sleeper, "LastExitStatus"), Int(SIGKILL))
+        XCTAssertEqual(try property(sleeper, "LastExitReason") as? String, "signal")
         XCTAssertEqual(try number(sleeper, "Restarts"), 1)
     }
 

@@ -28,6 +28,7 @@ final class JournalTests: IntegrationTestCase {
         XCTAssertEqual(exited["RINGMASTER_INSTANCE"], "0")
         XCTAssertEqual(exited["RINGMASTER_EXIT_CODE"], "exited")
         XCTAssertEqual(exited["RINGMASTER_EXIT_STATUS"], "3")
+        XCTAssertEqual(exited["RINGMASTER_EXIT_REASON"], "exit-code")
 
         // The child's lines: under its service name, from its own pid; the last ones before it died too.
         let lines = try require("the last line of \(svc) in the journal") { () -> [JournalEntry]? in
@@ -64,6 +65,7 @@ final class JournalTests: IntegrationTestCase {
         XCTAssertEqual(exited["RINGMASTER_EXIT_STATUS"], String(SIGSEGV))
         // "dumped" when a core was written (a core limit > 0 and a core_pattern that took it).
         XCTAssertTrue(["dumped", "killed"].contains(exited["RINGMASTER_EXIT_CODE"] ?? ""), "\(exited)")
+        XCTAssertEqual(exited["RINGMASTER_EXIT_REASON"], exited["RINGMASTER_EXIT_CODE"] == "dumped" ? "core-dump" : "signal")
         if FileManager.default.fileExists(atPath: dir + "/core") {
             XCTAssertEqual(exited["RINGMASTER_EXIT_CODE"], "dumped")
         }

@@ -373,4 +373,43 @@ final class ExitReasonTests: XCTestCase {
         _ = s.handle(.processExited(.killed(15)), instance: 0, now: 2)
         XCTAssertEqual(s.lastExitReason, .signal)
     }
+
+    /// What the journal's exited entry says (read before the exit is handled) is what the
+    /// exit leaves in lastExitReason: a noted cause, an abort's reason, or the bare status.
+    func testExitReasonBeforeTheExitIsTheReasonItLeaves() {
+        var cfg = ServiceConfig(name: "web", command: ["sleep", "1000"])
+        cfg.restart = .always
+        cfg.startLimit = StartLimit(count: 100, interval: USec.perSecond)
+        let cases: [(InstanceEvent?, ExitStatus, ExitReason)] = [
+            (nil, .exited(0), .exitCode),
+            (nil, .killed(SIGTERM), .signal),
+            (nil, ExitStatus(code: .dumped, status: SIGSEGV), .coreDump),
+            (.causeNoted(.oomKill), .killed(SIGKILL), .oomKill),
+            (.abort(.watchdog, signal: SIGABRT_), .killed(SIGABRT_), .watchdog),
+            (.abort(.memoryRestart), .exited(0), .memoryRestart),
+        ]
+        for (before, status, reason) in cases {
+            var m = InstanceMachine(index: 0)
+            _ = m.handle(.startRequested, config: cfg, now: 0)
+            _ = m.handle(.spawned(pid: 9), config: cfg, now: 1)
+            if let before { _ = m.handle(before, config: cfg, now: 2) }
+            XCTAssertEqual(m.exitReason(for: status), reason, "\(String(describing: before)) \(status)")
+            _ = m.handle(.processExited(status), config: cfg, now: 3)
+            XCTAssertEqual(m.lastExitReason, reason, "\(String(describing: before)) \(status)")
+        }
+    }
+
+    func testStackTellsTheReasonOfAnExitBeforeHandlingIt() {
+        var c = ServiceConfig(name: "web", command: ["sleep", "1000"])
+        c.restart = .always
+        var stack = Stack(config: Config(services: [c]))
+        _ = stack.boot(now: 0)
+        let id = stack.entry(named: "web")!.id
+        _ = stack.handle(.spawned(pid: 5), service: id, instance: 0, now: 1)
+        _ = stack.handle(.causeNoted(.oomKill), service: id, instance: 0, now: 2)
+        XCTAssertEqual(stack.exitReason(id, 0, for: .killed(SIGKILL)), .oomKill)
+        XCTAssertNil(stack.exitReason(id, 7, for: .killed(SIGKILL)))
+        _ = stack.handle(.processExited(.killed(SIGKILL)), service: id, instance: 0, now: 3)
+        XCTAssertEqual(stack.entry(id)?.machine.lastExitReason, .oomKill)
+    }
 }

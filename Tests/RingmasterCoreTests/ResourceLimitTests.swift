@@ -73,7 +73,11 @@ final class ResourceLimitTests: XCTestCase {
             ("cpu-weight = \"100\"", "c.toml:3:14: cpu-weight must be an integer, not a string"),
             ("pids-max = 0", "c.toml:3:12: pids-max must be between 1 and 4194304, not 0"),
             ("pids-max = \"64\"", "c.toml:3:12: pids-max must be an integer, not a string"),
-            ("memory-restart = \"1G\"", "c.toml:3:1: memory-restart is not supported by this version of ringmasterd (use memory-max or memory-high)"),
+            ("memory-restart = \"1G\"", "c.toml:3:18: memory-restart needs memory-high at or below it (e.g. memory-high = \"1G\"): the kernel tells of an instance's memory only as it passes memory.high, and ringmasterd does not poll"),
+            ("memory-high = \"2G\"\nmemory-restart = \"1G\"", "c.toml:4:18: memory-restart needs memory-high at or below it (e.g. memory-high = \"1G\"): the kernel tells of an instance's memory only as it passes memory.high, and ringmasterd does not poll"),
+            ("memory-high = \"1G\"\nmemory-max = \"1G\"\nmemory-restart = \"1G\"", "c.toml:5:18: memory-restart (1G) must be below memory-max (1G): the instance would be OOM-killed first"),
+            ("memory-high = \"1G\"\nmemory-restart = \"infinity\"", "c.toml:4:18: memory-restart must be a size, not \"infinity\" (leave the key out for none)"),
+            ("memory-high = \"1G\"\nmemory-restart = \"1K\"", "c.toml:4:18: memory-restart \"1K\" is 1024 bytes, less than the minimum of 1M (write \"1024M\" for megabytes)"),
             ("memory-mx = \"1G\"", "c.toml:3:1: unknown key \"memory-mx\" in [services.w]; did you mean \"memory-max\"?"),
         ]
         for (keys, expected) in table {

@@ -13,6 +13,8 @@ struct StackDriver {
     /// live pretend processes
     var pids: [InstanceKey: Int32] = [:]
     var timers: [TimerKey: USec] = [:]
+    /// what a `sampleMemory` reads for an instance (memory.current), 0 if not set
+    var memoryBytes: [InstanceKey: UInt64] = [:]
     /// processes sent SIGKILL (they die at the next `exit` the test or model gives them)
     var killed = Set<InstanceKey>()
     var continuationPending = false
@@ -89,6 +91,7 @@ struct StackDriver {
             case let .cancelTimer(t): timers[TimerKey(id: id, instance: i, timer: t)] = nil
             case .killAll: if pids[key] != nil || preStartPids[key] != nil { killed.insert(key) }
             case .signal, .stateChanged, .gaveUp: break
+            case .sampleMemory: events.append((id, i, .memorySampled(bytes: memoryBytes[key] ?? 0)))
             }
         case .continueLater: continuationPending = true
         case .shutdownComplete: shutdownComplete = true

@@ -70,6 +70,12 @@ struct StackModel {
                 if c.restart == .always { c.restart = Bool.random(using: &rng) ? .never : .onFailure }
             }
             if Int.random(in: 0..<4, using: &rng) == 0 { c.preStart = ["/bin/pre"] }
+            // Health: a watchdog, a memory restart (both driven by the health events below).
+            if Int.random(in: 0..<4, using: &rng) == 0 { c.watchdog = 2 * .perSecond }
+            if Int.random(in: 0..<3, using: &rng) == 0 {
+                c.memoryRestart = 100 << 20
+                c.memoryRestartWindow = 1 * .perSecond
+            }
         }
     }
 
@@ -126,7 +132,9 @@ struct StackModel {
                 guard let key = waiting.randomElement(using: &rng) else { return "nothing to ready" }
                 driver.ready(key.id, key.instance)
                 return "ready \(key.id).\(key.instance)"
-            case 70..<90:
+            case 85..<90:
+                return healthEvent()
+            case 70..<85:
                 guard let (key, _) = driver.timers.min(by: { $0.value < $1.value || ($0.value == $1.value && "\($0.key)" < "\($1.key)") })
                 else { return "no timer" }
                 driver.fire(key)
@@ -139,6 +147,23 @@ struct StackModel {
         } catch {
             return "refused: \(error)"
         }
+    }
+
+    /// A watchdog message, or a memory sample (memory.events changed) of a live process,
+    /// its memory set above or below the figure first.
+    private mutating func healthEvent() -> String {
+        guard let key = driver.pids.keys.sorted(by: { "\($0)" < "\($1)" }).randomElement(using: &rng) else { return "no process for health" }
+        let event: InstanceEvent
+        switch Int.random(in: 0..<4, using: &rng) {
+        case 0: event = .watchdog(.ping)
+        case 1: event = Int.random(in: 0..<4, using: &rng) == 0 ? .watchdog(.trigger) : .watchdog(.period(USec(Int.random(in: 0...3, using: &rng)) * .perSecond))
+        default:
+            driver.memoryBytes[key] = Bool.random(using: &rng) ? 200 << 20 : 50 << 20
+            event = .memorySampled(bytes: driver.memoryBytes[key]!)
+        }
+        driver.now += USec(Int.random(in: 0...1500, using: &rng)) * .perMillisecond
+        driver.run(driver.stack.handle(event, service: key.id, instance: key.instance, now: driver.now))
+        return "health \(key.id).\(key.instance) \(event)"
     }
 
     private mutating func reload() -> String {
@@ -229,6 +254,20 @@ struct StackModel {
                 if !e.retiring && dependents.allSatisfy({ !$0.pendingStop && $0.machine.isDown }) {
                     return "\(e.name) waits to stop, with every dependent down"
                 }
+            }
+            // Health: a watchdog is armed only for a ready process (with its timer); at most one
+            // memory restart of a service at a time.
+            for inst in m.instances {
+                let armed = driver.timers[.init(id: e.id, instance: inst.index, timer: .watchdog)] != nil
+                if inst.watchdogArmed != armed { return "\(e.name).\(inst.index): watchdog armed \(inst.watchdogArmed), timer \(armed)" }
+                if armed && (inst.state != .running || inst.pid == nil) { return "\(e.name).\(inst.index) \(inst.state): a watchdog timer" }
+                let checking = driver.timers[.init(id: e.id, instance: inst.index, timer: .memoryCheck)] != nil
+                if inst.memoryCheckArmed != checking { return "\(e.name).\(inst.index): memory check armed \(inst.memoryCheckArmed), timer \(checking)" }
+            }
+            // (a replacement is under way until its new process is ready: `current`)
+            for inst in m.instances where inst.replacing && inst.endingCause == .memoryRestart
+                && e.memoryRestarts.current?.index != inst.index {
+                return "\(e.name).\(inst.index) memory-restarted while \(e.name).\(e.memoryRestarts.current.map { "\($0.index)" } ?? "none") is the one being replaced"
             }
             // A rolling restart never runs more than instances + 1 processes.
             if let r = e.rolling, m.alive > r.target + 1 { return "\(e.name): \(m.alive) processes in a rolling restart of \(r.target)" }

@@ -66,10 +66,12 @@ final class SpawnPathTests: XCTestCase {
 
         for path in SpawnPath.allCases {
             var request = sh("""
-                echo "$LISTEN_PID $$"
+                echo "$LISTEN_PID $$ $WATCHDOG_PID"
                 [ "$JOURNAL_STREAM" = "$(stat -L -c %d:%i /proc/$$/fd/2)" ] && echo stream-matches-stderr
                 """)
             request.listenPID = true
+            request.watchdogPID = true
+            request.environment.append("WATCHDOG_PID=1") // replaced by the child's own
             request.journalIdentifier = "web"
             request.journalSocketPath = socketPath
             let process = try path.run { try PosixSpawner().spawn(request) }
@@ -80,7 +82,7 @@ final class SpawnPathTests: XCTestCase {
             var status: Int32 = 0
             waitpid(process.pid, &status, 0)
             close(process.pidfd)
-            XCTAssertEqual(text, "web\n\n6\n1\n0\n0\n0\n\(process.pid) \(process.pid)\nstream-matches-stderr\n", "\(path)")
+            XCTAssertEqual(text, "web\n\n6\n1\n0\n0\n0\n\(process.pid) \(process.pid) \(process.pid)\nstream-matches-stderr\n", "\(path)")
         }
     }
 
@@ -110,6 +112,7 @@ final class SpawnPathTests: XCTestCase {
                     c.envp = UnsafePointer(envpBuffer.baseAddress)
                     c.listen_pid_index = 1
                     c.journal_stream_index = 2
+                    c.watchdog_pid_index = -1
                     c.stdin_fd = -1
                     c.stdout_fd = out.write
                     c.stderr_fd = 2

@@ -9,9 +9,12 @@
 # the kernel does with each limit, then removes the file and reloads again:
 #   - memory-max = "64M": a child that keeps allocating is OOM-killed (oom_kill in the
 #     service's memory.events), as a whole instance (memory.oom.group = 1), and restarted;
+#     its exit reason is oom-kill (LastExitReason on D-Bus, RINGMASTER_EXIT_REASON= in the journal);
 #   - pids-max = 64: a fork bomb stays at 64 processes while the daemon and the other
 #     services are unaffected; it stops cleanly;
-#   - cpu-max = "20%": a busy loop gets 20 % of a CPU, ± 5 %.
+#   - cpu-max = "20%": a busy loop gets 20 % of a CPU, ± 5 %;
+#   - memory-restart = "58M" (memory-high = "56M"): two instances that grow past it and stay
+#     there are replaced gracefully (SIGTERM, reason memory-restart), one at a time.
 # Prints one line per check ("ok NAME" or "FAIL NAME: why", the real-host suite's format, also
 # appended to $REALHOST_OUT/checks.txt when set), then "limits: N passed, N failed" last.
 # Exit 0 when every check passed, 1 otherwise.
@@ -100,8 +103,17 @@ cpu-max = "20%"
 
 [services.limits-calm]
 command = ["sleep", "100000"]
+
+[services.limits-grow]
+# Each instance's first process grows its cgroup's memory.current past 59M, then holds it;
+# the processes that replace them see their marker and only sleep.
+instances = 2
+command = ["python3", "-c", "import os, time\nmarker = '/tmp/limits-grow-' + os.environ['RINGMASTER_INSTANCE']\nhold = []\nif not os.path.exists(marker):\n    open(marker, 'w').close()\n    cg = '/sys/fs/cgroup' + open('/proc/self/cgroup').read().strip().split('::', 1)[1]\n    while int(open(cg + '/memory.current').read()) < 59 << 20:\n        hold.append(b'x' * (256 << 10))\ntime.sleep(100000)\n"]
+memory-high = "56M"
+memory-restart = "58M"
 TOML
 chown "$USER_NAME:$USER_NAME" "$dropin"
+rm -f /tmp/limits-grow-0 /tmp/limits-grow-1
 check "ringctl check accepts the limit keys" as_user ringctl check
 check "ringctl reload adds the limit services" as_user ringctl reload
 running() { [[ $(field "$1" state) == running ]]; }
@@ -117,6 +129,18 @@ check "the allocating child is OOM-killed (oom_kill $(value "$hog/memory.events"
 restarted() { [[ $(field limits-hog restarts) -ge 1 ]]; }
 wait_for 20 restarted
 check "the OOM-killed instance is restarted (restarts: $(field limits-hog restarts))" restarted
+# The reason, as the core gave it (memory.events oom_kill read at the exit): on D-Bus and in the
+# daemon's journal entry of the exit.
+hog_reason() {
+    as_user busctl --user get-property io.ringmaster.Ringmaster1 /io/ringmaster/Ringmaster1/service/limits_2dhog \
+        io.ringmaster.Ringmaster1.Service LastExitReason
+}
+check "LastExitReason of the OOM-killed service is oom-kill ($(hog_reason 2>&1))" test "$(hog_reason 2>&1)" = 's "oom-kill"'
+oom_journal() {
+    journalctl --no-pager -o json RINGMASTER_SERVICE=limits-hog RINGMASTER_EVENT=exited | grep -q '"RINGMASTER_EXIT_REASON":"oom-kill"'
+}
+wait_for 10 oom_journal
+check "the journal's exited entry of the OOM kill has RINGMASTER_EXIT_REASON=oom-kill" oom_journal
 as_user ringctl stop limits-hog > /dev/null 2>&1
 
 # --- pids-max ------------------------------------------------------------------------------
@@ -165,6 +189,50 @@ u0=${u0:-0} u1=${u1:-0}
 share=$(awk -v du="$((u1 - u0))" -v dt="$(((t1 - t0) / 1000))" 'BEGIN { printf "%.3f", du / dt }')
 check "a busy loop gets 20% ± 5% of a CPU (measured $share over 5 s)" \
     awk -v s="$share" 'BEGIN { exit !(s >= 0.15 && s <= 0.25) }'
+
+# --- memory-restart ------------------------------------------------------------------------
+grow=$services/limits-grow
+check "memory-high = 56M is in the memory-restart instances' memory.high" \
+    test "$(cat "$grow/0/memory.high" 2>&1) $(cat "$grow/1/memory.high" 2>&1)" = "58720256 58720256"
+both_replaced() { [[ $(field limits-grow restarts) -ge 2 && $(field limits-grow state) == running ]]; }
+# (Under TCG python takes seconds to start, and memory.high throttles the growth above 56M.)
+wait_for 150 both_replaced
+check "both instances that stayed above memory-restart = 58M are replaced (restarts: $(field limits-grow restarts))" both_replaced
+grow_reason() {
+    as_user busctl --user get-property io.ringmaster.Ringmaster1 /io/ringmaster/Ringmaster1/service/limits_2dgrow \
+        io.ringmaster.Ringmaster1.Service LastExitReason
+}
+check "LastExitReason is memory-restart ($(grow_reason 2>&1))" test "$(grow_reason 2>&1)" = 's "memory-restart"'
+# From the journal, in order: each replacement is graceful (its stop signal, reason
+# memory-restart), and the second starts only once the first one's new process is up.
+grow_story() {
+    journalctl --no-pager -o json RINGMASTER_SERVICE=limits-grow | python3 -c '
+import json, sys
+seen = []
+for line in sys.stdin:
+    e = json.loads(line)
+    ev = e.get("RINGMASTER_EVENT")
+    if ev == "memory-restart":
+        seen.append(("restart", e["MESSAGE"].split(":")[0].rsplit(".", 1)[1]))
+    elif ev == "exited" and e.get("RINGMASTER_EXIT_REASON") == "memory-restart":
+        seen.append(("exited", e["RINGMASTER_INSTANCE"], e.get("RINGMASTER_EXIT_CODE"), e.get("RINGMASTER_EXIT_STATUS")))
+    elif ev == "spawned":
+        seen.append(("spawned", e["RINGMASTER_INSTANCE"]))
+print(seen)
+restarts = [i for i, s in enumerate(seen) if s[0] == "restart"]
+assert len(restarts) == 2, "two memory restarts"
+first, second = seen[restarts[0]][1], seen[restarts[1]][1]
+assert {first, second} == {"0", "1"}, "one of each instance"
+between = seen[restarts[0]:restarts[1]]
+assert ("exited", first, "killed", "15") in between, "the first goes by SIGTERM, reason memory-restart, before the second starts"
+assert ("spawned", first) in between, "its replacement is up before the second goes"
+assert ("exited", second, "killed", "15") in seen[restarts[1]:], "the second goes by SIGTERM, reason memory-restart"
+'
+}
+wait_for 20 grow_story
+check "the memory restarts are graceful and rolling, one instance at a time ($(grow_story 2>&1 | tail -c 400))" grow_story
+as_user ringctl stop limits-grow > /dev/null 2>&1
+rm -f /tmp/limits-grow-0 /tmp/limits-grow-1
 
 # --- clean up -------------------------------------------------------------------------------
 rm -f "$dropin"

@@ -39,6 +39,11 @@ struct ring_spawn_request {
      * child's stderr (else stdout) is a journal stream, the child puts
      * "JOURNAL_STREAM=<dev>:<ino>" in its place; otherwise it drops the entry. */
     int journal_stream_index;
+    /* Index in envp of an entry "WATCHDOG_PID=" (the rest is ignored), or -1 — set it
+     * explicitly: a zeroed request means index 0. The child puts "WATCHDOG_PID=<its own
+     * getpid()>" in its place before exec, as systemd does for a service's main process
+     * (so sd_watchdog_enabled() in it is true). */
+    int watchdog_pid_index;
     /* PATH for the lookup of file; NULL => "/usr/local/bin:/usr/bin:/bin". */
     const char *search_path;
     /* chdir target, or NULL to stay in the daemon's working directory. */
