@@ -5,22 +5,10 @@ import XCTest
 /// mistake at its file:line:column.
 final class ProbeConfigTests: XCTestCase {
     private func service(_ keys: String, file: StaticString = #filePath, line: UInt = #line) -> ServiceConfig? {
-        do {
-            return try ConfigLoader.parse(text: "[services.w]\ncommand = [\"x\"]\n" + keys, file: "c.toml").services.first
-        } catch {
-            XCTFail("rejected \(keys):\n\(error)", file: file, line: line)
-            return nil
-        }
+        acceptedService(keys, file: file, line: line)
     }
 
-    private func errors(_ keys: String) -> [String] {
-        do {
-            let c = try ConfigLoader.parse(text: "[services.w]\ncommand = [\"x\"]\n" + keys, file: "c.toml")
-            return ["accepted: \(String(describing: c.services.first))"]
-        } catch {
-            return error.diagnostics.map(\.description)
-        }
-    }
+    private func errors(_ keys: String) -> [String] { serviceErrors(keys) { String(describing: $0) } }
 
     func testDefaultsAndEveryKey() throws {
         let s = try XCTUnwrap(service("""

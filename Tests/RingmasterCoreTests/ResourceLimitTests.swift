@@ -5,22 +5,10 @@ import XCTest
 /// its file:line:column.
 final class ResourceLimitTests: XCTestCase {
     private func limits(_ keys: String, file: StaticString = #filePath, line: UInt = #line) -> ResourceLimits? {
-        do {
-            return try ConfigLoader.parse(text: "[services.w]\ncommand = [\"x\"]\n" + keys, file: "c.toml").services.first?.limits
-        } catch {
-            XCTFail("rejected \(keys):\n\(error)", file: file, line: line)
-            return nil
-        }
+        acceptedService(keys, file: file, line: line)?.limits
     }
 
-    private func errors(_ keys: String) -> [String] {
-        do {
-            let c = try ConfigLoader.parse(text: "[services.w]\ncommand = [\"x\"]\n" + keys, file: "c.toml")
-            return ["accepted: \(c.services[0].limits)"]
-        } catch {
-            return error.diagnostics.map(\.description)
-        }
-    }
+    private func errors(_ keys: String) -> [String] { serviceErrors(keys) { "\($0.limits)" } }
 
     func testSizes() {
         let M: UInt64 = 1 << 20
