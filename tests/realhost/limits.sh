@@ -121,49 +121,62 @@ autostart = false
 command = ["python3", "limits-grow.py"]
 memory-high = "56M"
 memory-restart = "58M"
-# httpworker.py ends by itself on SIGTERM once its request in hand is answered; throttled above
-# memory-high that may take a while under TCG: a SIGKILL would not be graceful.
+# httpworker.py ends by itself on SIGTERM once its request in hand is answered (status 0); a
+# SIGKILL after stop-timeout would not be graceful: room for the emulated guest.
 stop-timeout = "30s"
 TOML
 chown "$USER_NAME:$USER_NAME" "$dropin"
 # The memory-restart worker: contrib/examples/httpworker.py (installed beside the config by
-# the install step) that, in the first process of each instance only, starts growing its
-# cgroup's memory.current past memory-restart once it has sent READY=1 and answered
-# GROW_AFTER requests, then holds it while it goes on serving. (Growing before READY=1 would be
-# throttled above memory-high before the instance is ready, and memory-restart only watches
-# ready instances.) The processes that replace them see their marker and only serve.
+# the install step) with, in the first process of each instance only, a second process that
+# grows the instance's cgroup memory.current past memory-restart once the server has sent
+# READY=1 and answered GROW_AFTER requests, then holds it. (Growing before READY=1 is throttled
+# above memory-high before the instance is ready, and memory-restart only watches ready
+# instances. Growing in a thread of the server is throttled holding Python's lock: the server
+# then crawls, and misses its stop-timeout.) The grower dies with the server (PR_SET_PDEATHSIG).
+# The processes that replace them see their marker and only serve.
 worker=$home/.config/ringmaster/limits-grow.py
 cat > "$worker" <<'PY'
-import os, threading
+import ctypes, os, signal, time
 import httpworker
 
 GROW_AFTER = 5
 TARGET = 59 << 20
 marker = "/tmp/limits-grow-" + os.environ["RINGMASTER_INSTANCE"]
 grows = not os.path.exists(marker)
+go = None
 if grows:
     open(marker, "w").close()
+    r, go = os.pipe()
+    server = os.getpid()
+    if os.fork() == 0:
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)    # PR_SET_PDEATHSIG
+        if os.getppid() != server:
+            os._exit(0)
+        os.closerange(3, r)
+        os.closerange(r + 1, 4096)
+        if not os.read(r, 1):                          # the server ended before its word
+            os._exit(0)
+        cg = "/sys/fs/cgroup" + open("/proc/self/cgroup").read().strip().split("::", 1)[1]
+        hold = []
+        while int(open(cg + "/memory.current").read()) < TARGET and len(hold) < 512:
+            hold.append(b"x" * (256 << 10))
+        print("limits-grow pid={} grew memory.current to {}".format(
+            os.getpid(), open(cg + "/memory.current").read().strip()), flush=True)
+        while True:
+            time.sleep(3600)
+    os.close(r)
 served = 0
-hold = []
-
-
-def grow():
-    cg = "/sys/fs/cgroup" + open("/proc/self/cgroup").read().strip().split("::", 1)[1]
-    while int(open(cg + "/memory.current").read()) < TARGET:
-        hold.append(b"x" * (256 << 10))
-    print("limits-grow pid={} grew memory.current to {} after {} requests".format(
-        os.getpid(), open(cg + "/memory.current").read().strip(), served), flush=True)
-
-
 answer = httpworker.Handler.do_GET
 
 
 def do_GET(self):
-    global served
+    global served, go
     answer(self)
     served += 1
-    if grows and served == GROW_AFTER:
-        threading.Thread(target=grow, daemon=True).start()
+    if go is not None and served == GROW_AFTER:
+        os.write(go, b"g")
+        os.close(go)
+        go = None
 
 
 httpworker.Handler.do_GET = do_GET
@@ -352,7 +365,7 @@ for line in sys.stdin:
     e = json.loads(line)
     ev, t = e.get("RINGMASTER_EVENT"), int(e["__REALTIME_TIMESTAMP"]) / 1e6
     if ev == "memory-restart":
-        seen.append(("restart", e["MESSAGE"].split(":")[0].rsplit(".", 1)[1], t))
+        seen.append(("restart", e["MESSAGE"].split(":")[0].rsplit(".", 1)[1], "", t))
     elif ev == "exited" and e.get("RINGMASTER_EXIT_REASON") == "memory-restart":
         seen.append(("exited", e["RINGMASTER_INSTANCE"], e.get("RINGMASTER_EXIT_CODE") + " " + e.get("RINGMASTER_EXIT_STATUS", "?"), t))
     elif ev == "spawned":
