@@ -158,9 +158,14 @@ if grows:
             os._exit(0)
         cg = "/sys/fs/cgroup" + open("/proc/self/cgroup").read().strip().split("::", 1)[1]
         hold = []
+        said = False
+        print("limits-grow pid={} growing".format(os.getpid()), flush=True)
         while int(open(cg + "/memory.current").read()) < TARGET and len(hold) < 512:
             hold.append(b"x" * (256 << 10))
-        print("limits-grow pid={} grew memory.current to {}".format(
+            if not said and int(open(cg + "/memory.current").read()) > 58 << 20:
+                print("limits-grow pid={} memory.current past memory-restart (58M)".format(os.getpid()), flush=True)
+                said = True
+        print("limits-grow pid={} memory.current at {}: holding it".format(
             os.getpid(), open(cg + "/memory.current").read().strip()), flush=True)
         while True:
             time.sleep(3600)
