@@ -137,6 +137,9 @@ public struct ServiceConfig: Equatable, Hashable, Sendable {
     /// signal number
     public var stopSignal: Int32 = 15
     public var stopTimeout: USec = 10 * USec.perSecond
+    /// `ready-timeout`: an instance that must become ready (`ready` other than "started") and
+    /// is not, this long after its spawn, is a failed start (reason `ready-timeout`); 0: no limit
+    public var readyTimeout: USec = 90 * USec.perSecond
     /// in file order; later duplicates win
     public var environment: [EnvironmentVariable] = []
     /// `env-file`, in order

@@ -87,8 +87,8 @@ extension ConfigValidator {
                 if let b = boolean(v, "autostart") { service.autostart = b }
             default:
                 if e.key == "memory-high" { memoryHigh = e }
-                if !limitKey(e, into: &service.limits) {
-                    unknownKey(e, in: "in \(context)", known: Self.serviceKeys + Self.limitKeys)
+                if !limitKey(e, into: &service.limits) && !deployKey(e, into: &service) {
+                    unknownKey(e, in: "in \(context)", known: Self.serviceKeys + Self.limitKeys + Self.deployKeys)
                 }
             }
         }

@@ -72,6 +72,8 @@ public enum InstanceTimer: Equatable, Hashable, Sendable {
     case restart
     /// the stop signal was not enough: escalate to SIGKILL
     case stopTimeout
+    /// `ready-timeout` passed since the spawn and the instance is not ready: a failed start
+    case readyTimeout
 }
 
 public enum InstanceAction: Equatable, Sendable {
@@ -117,7 +119,19 @@ public struct InstanceMachine: Equatable, Sendable {
     /// spawns so far: a rolling restart knows an instance was replaced when this grew
     public private(set) var generation = 0
 
+    /// the `ready-timeout` timer of the current process is armed
+    public private(set) var readyTimerArmed = false
+
     public init(index: Int) { self.index = index }
+
+    /// Arms the `ready-timeout` of the process just spawned (nothing if it is 0): while it is
+    /// `starting` when the timer fires, it is aborted with reason `ready-timeout`. Leaving
+    /// `starting` cancels it.
+    mutating func armReadyTimer(config: ServiceConfig, now: USec, into actions: inout [InstanceAction]) {
+        guard config.readyTimeout > 0, state == .starting else { return }
+        readyTimerArmed = true
+        actions.append(.armTimer(.readyTimeout, deadline: now &+ config.readyTimeout))
+    }
 
     public var isActive: Bool { pid != nil }
 
@@ -171,7 +185,11 @@ public struct InstanceMachine: Equatable, Sendable {
             if state == .starting {
                 self.pid = pid
                 startedAt = now
-                if config.ready == .started { enter(.running, now: now, into: &actions) }
+                if config.ready == .started {
+                    enter(.running, now: now, into: &actions)
+                } else {
+                    armReadyTimer(config: config, now: now, into: &actions)
+                }
             } else if state == .stopping {
                 // Told to stop while its spawn was under way: it gets its stop signal now.
                 self.pid = pid
@@ -233,6 +251,11 @@ public struct InstanceMachine: Equatable, Sendable {
         case .timerFired(.stopTimeout):
             if state == .stopping, pid != nil { actions.append(.killAll) }
 
+        case .timerFired(.readyTimeout):
+            guard readyTimerArmed else { break }
+            readyTimerArmed = false
+            actions += handle(.abort(.readyTimeout), config: config, now: now)
+
         case let .abort(reason, signal):
             guard pid != nil, state == .starting || state == .running else { break }
             endingCause = reason
@@ -254,6 +277,11 @@ public struct InstanceMachine: Equatable, Sendable {
 
     private mutating func enter(_ new: InstanceState, now: USec, into actions: inout [InstanceAction]) {
         guard new != state else { return }
+        if readyTimerArmed && new != .starting {
+            // Ready, stopping or ended: the ready-timeout no longer applies.
+            readyTimerArmed = false
+            actions.append(.cancelTimer(.readyTimeout))
+        }
         actions.append(.stateChanged(from: state, to: new))
         state = new
         stateChangedAt = now

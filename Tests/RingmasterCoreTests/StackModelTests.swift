@@ -63,6 +63,7 @@ struct StackModel {
             c.startLimit = StartLimit(count: Int.random(in: 2...4, using: &rng), interval: 10 * .perSecond)
             c.restartDelay = Bool.random(using: &rng) ? 0 : 100 * .perMillisecond
             c.stopTimeout = 1 * .perSecond
+            c.readyTimeout = [0, 2 * .perSecond, 90 * .perSecond].randomElement(using: &rng)!
             c.autostart = Int.random(in: 0..<5, using: &rng) > 0
         }
     }
@@ -243,8 +244,9 @@ struct StackModel {
                 if others < r.readyFloor { return "\(e.name).\(i) stopped for a rolling restart with \(others) others ready" }
             }
         }
-        // During shutdown, no dependency is stopped while a dependent has a live process.
-        if stack.shuttingDown {
+        // During shutdown, no dependency is stopped while a dependent has a live process
+        // (a ready-timeout ends a failed start whenever it passes: that is no orderly stop).
+        if stack.shuttingDown && !step.hasSuffix(" readyTimeout") {
             for case let .instance(id, _, .signal) in actions {
                 guard let e = stack.entry(id) else { continue }
                 let dependents = e.retiring ? [] : stack.graph.dependents(of: e.name).compactMap { stack.entry(named: $0) }
