@@ -20,6 +20,7 @@ extension Stack {
             progressed = removeRetired(into: &out) || progressed
         }
         report(skippingQueued: false, into: &out)
+        settleJobs(into: &out)
         if !backlog.isEmpty { out.append(.continueLater) }
         if shuttingDown, !shutdownReported, backlog.isEmpty, isDown {
             shutdownReported = true

@@ -19,6 +19,8 @@ struct StackDriver {
     var shutdownComplete = false
     /// services whose spawns fail (exec error)
     var failingSpawns = Set<String>()
+    /// the result of every job the stack finished
+    var jobResults: [JobID: JobResult] = [:]
     /// the actions of the last step (its fed-back spawn results included), and of all steps
     var last: [StackAction] = []
     var all: [StackAction] = []
@@ -83,7 +85,8 @@ struct StackDriver {
         case let .serviceRemoved(e):
             precondition(!pids.keys.contains { $0.id == e.id }, "removed with live processes")
             timers = timers.filter { $0.key.id != e.id }
-        case .serviceStateChanged, .serviceAdded, .note: break
+        case let .jobFinished(job, result): jobResults[job] = result
+        case .serviceStateChanged, .serviceAdded, .note, .rolledBack: break
         }
     }
 
