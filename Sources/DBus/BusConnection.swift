@@ -129,6 +129,30 @@ public final class BusConnection {
         }
     }
 
+    /// Sends every call in one write, then waits as long as it takes for all the replies,
+    /// handing each signal that arrives meanwhile (those `addMatch` asked for) to `onSignal`.
+    public func callAllWatching(_ calls: [WireMessage], onSignal: (WireMessage) -> Void) throws -> [Result<WireMessage, Error>] {
+        var out: [UInt8] = []
+        var serials: [UInt32] = []
+        for call in calls {
+            serials.append(nextSerial)
+            out += try call.encoded(serial: nextSerial)
+            nextSerial &+= 1
+            if nextSerial == 0 { nextSerial = 1 }
+        }
+        try write(out)
+        return try serials.map { serial in
+            while replies[serial] == nil {
+                guard let message = try receive(until: UInt64.max) else { continue }
+                dispatch(message)
+                while !signals.isEmpty { onSignal(signals.removeFirst()) }
+            }
+            let reply = replies.removeValue(forKey: serial)!
+            if let error = reply.busError { return .failure(error) }
+            return .success(reply)
+        }
+    }
+
     /// Whether someone owns `name` right now.
     public func hasOwner(_ name: String) throws -> Bool {
         let reply = try call(destination: "org.freedesktop.DBus", path: "/org/freedesktop/DBus",

@@ -17,5 +17,7 @@ public enum RingmasterBus {
         public static let invalidArgument = "io.ringmaster.Ringmaster1.Error.InvalidArgument"
         public static let accessDenied = "io.ringmaster.Ringmaster1.Error.AccessDenied"
         public static let failed = "io.ringmaster.Ringmaster1.Error.Failed"
+        /// a …AndWait call's change did not succeed (the message says what failed and why)
+        public static let jobFailed = "io.ringmaster.Ringmaster1.Error.JobFailed"
     }
 }

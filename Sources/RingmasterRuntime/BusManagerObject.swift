@@ -46,7 +46,7 @@ extension BusService {
                     try self.reload()
                     return []
                 },
-            ],
+            ] + jobMethods(),
             properties: [
                 BusProperty("Version", "s", .constant) { _ in .string(ringmasterVersion) },
                 BusProperty("State", "s", .emitsChange) { [unowned self] _ in .string(self.daemon.state.rawValue) },

@@ -11,18 +11,31 @@ struct Reload: Subcommand {
             The daemon parses and validates the files first: an invalid configuration changes \
             nothing, and its problems are printed here (file:line:column: message) with exit \
             status 1. A valid one is applied as a diff: new services start, removed ones stop, \
-            changed ones restart (rolling), an instances-only change just scales.
-            """)
+            changed ones restart (rolling), an instances-only change just scales. Waits until \
+            every change is done, with the restarts it caused; a changed service whose first new \
+            instance does not become ready keeps its old config and ringctl exits 1 saying so.
+            """,
+        options: [Wait.noBlock])
 
-    init(_: ParsedArguments) {}
+    var noBlock: Bool
+
+    init(_ a: ParsedArguments) { noBlock = a.flag("no-block") }
 
     func run() throws {
         try withClient { client in
-            do {
-                try client.callManager("Reload")
-            } catch let e as BusError where e.name == RingmasterBus.ErrorName.invalidConfig {
+            func invalid(_ e: BusError) -> Bool {
+                guard e.name == RingmasterBus.ErrorName.invalidConfig else { return false }
                 printError("invalid configuration, nothing changed:")
                 for line in e.message.split(separator: "\n") { fputs("\(line)\n", stderr) }
+                return true
+            }
+            if !noBlock {
+                try Wait.run(client, [(nil, Wait.call("ReloadAndWait", []))], onError: invalid)
+                return
+            }
+            do {
+                try client.callManager("Reload")
+            } catch let e as BusError where invalid(e) {
                 throw ExitCode.failure
             }
         }
