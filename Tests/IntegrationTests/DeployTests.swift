@@ -196,6 +196,27 @@ final class DeployTests: DBusTestCase {
         XCTAssertTrue(Set(try pids(web)).isDisjoint(with: before))
     }
 
+    /// On a terminal (script(1) gives ringctl one), one line per instance replaced.
+    func testProgressOnATerminal() throws {
+        let (web, _, _, before) = try startWeb()
+        var env = ProcessInfo.processInfo.environment
+        if let busAddress { env["DBUS_SESSION_BUS_ADDRESS"] = busAddress }
+        env["NO_COLOR"] = "1"
+        let r = try runCommand(["script", "-qec", "\(try Binaries.ringctl()) restart \(web)", "/dev/null"],
+                               environment: env, timeout: 60)
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        let lines = r.stdout.replacingOccurrences(of: "\r", with: "").split(separator: "\n").map(String.init)
+        let after = Set(try pids(web))
+        XCTAssertEqual(lines.filter { $0.hasPrefix("\(web).3: started, pid ") }.count, 1, r.stdout)
+        for i in 0..<3 {
+            let line = try XCTUnwrap(lines.first { $0.hasPrefix("\(web).\(i): replaced pid ") }, r.stdout)
+            let numbers = line.split(separator: " ").compactMap { Int32($0) }
+            XCTAssertEqual(numbers.count, 2, line)
+            XCTAssertTrue(before.contains(numbers[0]) && after.contains(numbers[1]), line)
+        }
+        XCTAssertEqual(lines.count, 4, r.stdout)
+    }
+
     func testStopStartAndScaleReturnOnceDone() throws {
         let (web, _, _, _) = try startWeb()
         XCTAssertEqual(try ringctl(["stop", web]).status, 0)
