@@ -1,36 +1,20 @@
 import XCTest
 @testable import RingmasterCore
 
-/// `ready-timeout`: a table of event → state/actions for one instance whose `ready` mode
-/// needs readiness, and the key's parsing.
-final class ReadyTimeoutTests: XCTestCase {
-    typealias Step = (at: USec, event: InstanceEvent, state: InstanceState, actions: [InstanceAction])
-    let ms = USec.perMillisecond
-    let s = USec.perSecond
-
-    func config(_ edit: (inout ServiceConfig) -> Void = { _ in }) -> ServiceConfig {
-        var c = ServiceConfig(name: "web", command: ["sleep", "1000"])
-        c.ready = .notify
-        c.readyTimeout = 5 * s
-        c.restartDelay = 100 * ms
-        c.restartDelayMax = 1 * s
-        edit(&c)
-        return c
-    }
-
-    @discardableResult
-    func run(_ steps: [Step], config: ServiceConfig, file: StaticString = #filePath, line: UInt = #line) -> InstanceMachine {
-        var m = InstanceMachine(index: 0)
-        for (i, step) in steps.enumerated() {
-            let actions = m.handle(step.event, config: config, now: step.at)
-            XCTAssertEqual(m.state, step.state, "step \(i) (\(step.event)): state", file: file, line: line)
-            XCTAssertEqual(actions, step.actions, "step \(i) (\(step.event)): actions", file: file, line: line)
+/// `ready-timeout`: tables of event → state/actions for one instance whose `ready` mode
+/// needs readiness (InstanceMachineTests' helpers), and the key's parsing.
+extension InstanceMachineTests {
+    /// `ready = "notify"` and a ready-timeout of 5 s.
+    func notifyConfig(_ edit: (inout ServiceConfig) -> Void = { _ in }) -> ServiceConfig {
+        config { c in
+            c.ready = .notify
+            c.readyTimeout = 5 * s
+            edit(&c)
         }
-        return m
     }
 
-    func testNotReadyInTimeIsAFailedStartWithItsReason() {
-        let cfg = config()
+    func testReadyTimeoutNotReadyInTimeIsAFailedStartWithItsReason() {
+        let cfg = notifyConfig()
         let m = run([
             (0, .startRequested, .starting, [.stateChanged(from: .stopped, to: .starting), .spawn]),
             (1, .spawned(pid: 42), .starting, [.armTimer(.readyTimeout, deadline: 1 + 5 * s)]),
@@ -46,8 +30,8 @@ final class ReadyTimeoutTests: XCTestCase {
         XCTAssertFalse(m.readyTimerArmed)
     }
 
-    func testUnderRestartNeverItFailsNamingTheTimeout() {
-        let cfg = config { $0.restart = .never }
+    func testReadyTimeoutUnderRestartNeverItFailsNamingTheTimeout() {
+        let cfg = notifyConfig { $0.restart = .never }
         let m = run([
             (0, .startRequested, .starting, [.stateChanged(from: .stopped, to: .starting), .spawn]),
             (0, .spawned(pid: 42), .starting, [.armTimer(.readyTimeout, deadline: 5 * s)]),
@@ -61,8 +45,8 @@ final class ReadyTimeoutTests: XCTestCase {
         XCTAssertEqual(m.failureReason, "ready-timeout: killed by SIGTERM; restart = \"never\"")
     }
 
-    func testAnExitBeforeReadyCancelsTheTimer() {
-        run([
+    func testReadyTimeoutAnExitBeforeReadyCancelsTheTimer() {
+        _ = run([
             (0, .startRequested, .starting, [.stateChanged(from: .stopped, to: .starting), .spawn]),
             (0, .spawned(pid: 42), .starting, [.armTimer(.readyTimeout, deadline: 5 * s)]),
             (1 * s, .processExited(.exited(1)), .backoff,
@@ -70,12 +54,12 @@ final class ReadyTimeoutTests: XCTestCase {
               .armTimer(.restart, deadline: 1 * s + 100 * ms)]),
             // a late firing of the cancelled timer (already queued) changes nothing
             (5 * s, .timerFired(.readyTimeout), .backoff, []),
-        ], config: config())
+        ], config: notifyConfig())
     }
 
-    func testAStopBeforeReadyCancelsTheTimer() {
-        let cfg = config()
-        run([
+    func testReadyTimeoutAStopBeforeReadyCancelsTheTimer() {
+        let cfg = notifyConfig()
+        _ = run([
             (0, .startRequested, .starting, [.stateChanged(from: .stopped, to: .starting), .spawn]),
             (0, .spawned(pid: 42), .starting, [.armTimer(.readyTimeout, deadline: 5 * s)]),
             (1, .stopRequested, .stopping,
@@ -86,8 +70,8 @@ final class ReadyTimeoutTests: XCTestCase {
         ], config: cfg)
     }
 
-    func testEachProcessGetsItsOwnTimer() {
-        run([
+    func testReadyTimeoutEachProcessGetsItsOwnTimer() {
+        _ = run([
             (0, .startRequested, .starting, [.stateChanged(from: .stopped, to: .starting), .spawn]),
             (0, .spawned(pid: 42), .starting, [.armTimer(.readyTimeout, deadline: 5 * s)]),
             (1 * s, .processExited(.exited(1)), .backoff,
@@ -97,22 +81,22 @@ final class ReadyTimeoutTests: XCTestCase {
             (2 * s, .spawned(pid: 43), .starting, [.armTimer(.readyTimeout, deadline: 7 * s)]),
             (3 * s, .readyNotified, .running, [.cancelTimer(.readyTimeout), .stateChanged(from: .starting, to: .running)]),
             (7 * s, .timerFired(.readyTimeout), .running, []),
-        ], config: config())
+        ], config: notifyConfig())
     }
 
-    func testNoTimerWhenReadyAtExecOrWhenZero() {
-        run([
+    func testReadyTimeoutNoTimerWhenReadyAtExecOrWhenZero() {
+        _ = run([
             (0, .startRequested, .starting, [.stateChanged(from: .stopped, to: .starting), .spawn]),
             (0, .spawned(pid: 42), .running, [.stateChanged(from: .starting, to: .running)]),
-        ], config: config { $0.ready = .started })
-        run([
+        ], config: notifyConfig { $0.ready = .started })
+        _ = run([
             (0, .startRequested, .starting, [.stateChanged(from: .stopped, to: .starting), .spawn]),
             (0, .spawned(pid: 42), .starting, []),
             (900 * s, .readyNotified, .running, [.stateChanged(from: .starting, to: .running)]),
-        ], config: config { $0.readyTimeout = 0 })
+        ], config: notifyConfig { $0.readyTimeout = 0 })
     }
 
-    func testTheKey() throws {
+    func testReadyTimeoutTheKey() throws {
         func load(_ line: String) throws -> ServiceConfig? {
             let text = "[services.web]\ncommand = [\"x\"]\nready = \"notify\"\n\(line)\n"
             return try ConfigLoader.parse(text: text, file: "r.toml").service(named: "web")
