@@ -15,9 +15,13 @@ public final class BusDeferredReply {
     /// Thrown by a method handler that will answer through a `BusDeferredReply`.
     public struct Later: Error { public init() {} }
 
+    /// The caller asked for no reply (NO_REPLY_EXPECTED): nothing is sent.
+    private var wantsReply: Bool { sd_bus_message_get_expect_reply(call.handle) > 0 }
+
     public func reply(_ values: [BusValue] = []) throws {
         guard !isAnswered else { return }
         isAnswered = true
+        guard wantsReply else { return }
         var reply: OpaquePointer?
         _ = try check(sd_bus_message_new_method_return(call.handle, &reply), "sd_bus_message_new_method_return")
         let message = BusMessage(adopting: reply!)
@@ -28,6 +32,7 @@ public final class BusDeferredReply {
     public func fail(_ error: BusError) throws {
         guard !isAnswered else { return }
         isAnswered = true
+        guard wantsReply else { return }
         var e = sd_bus_error()
         defer { sd_bus_error_free(&e) }
         _ = sd_bus_error_set(&e, error.name, error.message)

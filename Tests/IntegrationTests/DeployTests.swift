@@ -196,6 +196,30 @@ final class DeployTests: DBusTestCase {
         XCTAssertTrue(Set(try pids(web)).isDisjoint(with: before))
     }
 
+    /// Ctrl-C stops the waiting, not the change: the canary still gets its verdict.
+    func testInterruptingRingctlDoesNotStopTheChange() throws {
+        let (web, _, daemon, before) = try startWeb()
+        try release("silent")
+        let ringctl = Process()
+        ringctl.executableURL = URL(fileURLWithPath: try Binaries.ringctl())
+        ringctl.arguments = ["restart", web]
+        var env = ProcessInfo.processInfo.environment
+        if let busAddress { env["DBUS_SESSION_BUS_ADDRESS"] = busAddress }
+        ringctl.environment = env
+        ringctl.standardOutput = FileHandle.nullDevice
+        ringctl.standardError = FileHandle.nullDevice
+        try ringctl.run()
+        _ = try requireInstances(4, of: web, daemon: daemon)   // the canary runs
+        kill(ringctl.processIdentifier, SIGINT)
+        ringctl.waitUntilExit()
+        XCTAssertEqual(ringctl.terminationReason, .uncaughtSignal)
+        XCTAssertEqual(try number(web, "Instances"), 3)
+        try require("the canary rolled back after ready-timeout, without ringctl", timeout: 15) {
+            (try self.property(web, "LastExitReason") as? String) == "ready-timeout"
+        }
+        try assertServing(web, before, daemon: daemon)
+    }
+
     /// On a terminal (script(1) gives ringctl one), one line per instance replaced.
     func testProgressOnATerminal() throws {
         let (web, _, _, before) = try startWeb()
