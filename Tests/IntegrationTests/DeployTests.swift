@@ -7,11 +7,11 @@ import Foundation
 import Glibc
 import XCTest
 
-final class DeployTests: DBusTestCase {
+extension DBusTestCase {
     /// The release the launcher runs: "good" (the HTTP server), "crash" (exits 3 at once),
     /// "silent" (runs, never says READY=1). Read at each spawn from `version` unless the
     /// command line names one.
-    private func deployConfig(web: String, port: UInt16, command: String? = nil) throws -> String {
+    fileprivate func deployConfig(web: String, port: UInt16, command: String? = nil) throws -> String {
         let server = dir + "/server.py"
         try gracefulHTTPServer.write(toFile: server, atomically: true, encoding: .utf8)
         let launcher = dir + "/launch.sh"
@@ -38,9 +38,12 @@ final class DeployTests: DBusTestCase {
             """
     }
 
-    private func release(_ version: String) throws {
+    fileprivate func release(_ version: String) throws {
         try version.write(toFile: dir + "/version", atomically: true, encoding: .utf8)
     }
+}
+
+final class DeployTests: DBusTestCase {
 
     private func startWeb() throws -> (web: String, port: UInt16, daemon: Daemon, pids: Set<Int32>) {
         let web = service("web")
@@ -259,5 +262,24 @@ final class DeployTests: DBusTestCase {
         XCTAssertEqual(start.status, 1)
         XCTAssertTrue(start.stderr.hasPrefix("ringctl: \(web) failed: "), start.stderr)
         XCTAssertTrue(start.stderr.contains("start limit hit"), start.stderr)
+    }
+}
+
+/// The same under systemd: a rollback is in the unit's STATUS= until the next restart.
+final class DeployUnitTests: SystemdUnitTestCase {
+    func testARollbackIsInTheUnitsStatusUntilTheNextGoodRestart() throws {
+        let web = service("web")
+        try release("good")
+        let unit = try installUnits(try deployConfig(web: web, port: try freePort()))
+        try unit.systemctl("start", RingmasterUnit.service)
+        _ = try unit.requireActive()
+        try release("crash")
+        XCTAssertEqual(try ringctl(["restart", web], timeout: 60).status, 1)
+        try require("the rollback in STATUS=", timeout: 10) {
+            unit.statusText == "1 running; \(web) rolled back: \(web).3 exited with status 3 before it was ready"
+        }
+        try release("good")
+        XCTAssertEqual(try ringctl(["restart", web], timeout: 60).status, 0)
+        try require("STATUS= without it", timeout: 10) { unit.statusText == "1 running" }
     }
 }
