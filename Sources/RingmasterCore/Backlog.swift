@@ -19,6 +19,9 @@ struct Backlog: Equatable, Sendable {
         queued[item.id, default: 0] += 1
     }
 
+    /// The next item, left in place.
+    var first: Item? { head < items.count ? items[head] : nil }
+
     mutating func pop() -> Item? {
         guard head < items.count else { return nil }
         let item = items[head]

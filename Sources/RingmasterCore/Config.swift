@@ -136,6 +136,9 @@ public struct ServiceConfig: Equatable, Hashable, Sendable {
     public var startLimit = StartLimit(count: 5, interval: 10 * USec.perSecond)
     /// signal number
     public var stopSignal: Int32 = 15
+    /// `reload-signal`: what `ringctl reload NAME` sends each instance's main process (nil:
+    /// the service cannot be reloaded that way). Not part of what a reload compares.
+    public var reloadSignal: Int32? = nil
     public var stopTimeout: USec = 10 * USec.perSecond
     /// `ready-timeout`: an instance that must become ready (`ready` other than "started") and
     /// is not, this long after its spawn, is a failed start (reason `ready-timeout`); 0: no limit

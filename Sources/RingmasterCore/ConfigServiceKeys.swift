@@ -6,6 +6,7 @@ extension ConfigValidator {
         "command", "shell", "instances", "sockets", "ready", "restart", "restart-delay",
         "restart-delay-max", "stable-after", "start-limit", "stop-signal", "stop-timeout",
         "environment", "env-file", "working-directory", "after", "autostart",
+        "reload-signal",
     ]
     static let startLimitKeys = ["count", "interval"]
     static var maximumInstances: Int { ServiceConfig.maximumInstances }
@@ -63,6 +64,8 @@ extension ConfigValidator {
                 if let signal = stopSignal(v) { service.stopSignal = signal }
             case "stop-timeout":
                 if let d = duration(v, e.key) { service.stopTimeout = d }
+            case "reload-signal":
+                if let signal = stopSignal(v, key: e.key) { service.reloadSignal = signal }
             case "environment":
                 if let env = environment(v, context: context) {
                     service.environment = env
@@ -214,15 +217,15 @@ extension ConfigValidator {
     }
 
     /// A signal name ("TERM", "SIGTERM", "RTMIN+1") or number.
-    private mutating func stopSignal(_ value: TOMLValue) -> Int32? {
+    private mutating func stopSignal(_ value: TOMLValue, key: String = "stop-signal") -> Int32? {
         if let n = value.integer {
             guard n >= 1, n <= Int64(Signals.realtimeMaximum) else {
-                error(value.location, "stop-signal \(n) is not a signal number")
+                error(value.location, "\(key) \(n) is not a signal number")
                 return nil
             }
             return Int32(n)
         }
-        guard let text = string(value, "stop-signal", "a signal name like \"TERM\"") else { return nil }
+        guard let text = string(value, key, "a signal name like \"\(key == "stop-signal" ? "TERM" : "HUP")\"") else { return nil }
         guard let number = Signals.number(named: text) else {
             error(value.location, Signals.unknownNameMessage(text))
             return nil

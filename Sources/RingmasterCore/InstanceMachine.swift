@@ -118,6 +118,8 @@ public struct InstanceMachine: Equatable, Sendable {
     public private(set) var stateChangedAt: USec = 0
     /// spawns so far: a rolling restart knows an instance was replaced when this grew
     public private(set) var generation = 0
+    /// while `backoff`: when its restart timer fires (for the per-instance view)
+    public private(set) var restartAt: USec? = nil
 
     /// the `ready-timeout` timer of the current process is armed
     public private(set) var readyTimerArmed = false
@@ -282,6 +284,7 @@ public struct InstanceMachine: Equatable, Sendable {
             readyTimerArmed = false
             actions.append(.cancelTimer(.readyTimeout))
         }
+        if new != .backoff { restartAt = nil }
         actions.append(.stateChanged(from: state, to: new))
         state = new
         stateChangedAt = now
@@ -343,6 +346,7 @@ public struct InstanceMachine: Equatable, Sendable {
         }
         // Even a zero delay goes through a timer, so a crash loop never recurses or starves the loop.
         enter(.backoff, now: now, into: &actions)
+        restartAt = now &+ backoffDelay(config: config)
         actions.append(.armTimer(.restart, deadline: now &+ backoffDelay(config: config)))
     }
 

@@ -40,6 +40,7 @@ public struct ReloadPlan: Equatable, Sendable, CustomStringConvertible {
             }
             var a = previous, b = service
             a.instances = 0; b.instances = 0; a.autostart = false; b.autostart = false
+            a.reloadSignal = nil; b.reloadSignal = nil // what `reload NAME` sends: no process sees it
             let socketsMoved = service.sockets.contains { changedSockets.contains($0) }
             let verdict: Verdict = a != b || socketsMoved ? .changed
                 : previous.instances != service.instances ? .scaled : .unchanged

@@ -23,6 +23,8 @@ public enum CommandError: Error, Equatable, Sendable, CustomStringConvertible {
     case noSuchService(String)
     case invalidArgument(String)
     case failed(String)
+    /// `reload NAME` of a service without `reload-signal`
+    case noReloadSignal(String)
 
     /// Every command, and a reload, once shutdown has begun.
     public static let shuttingDown = CommandError.failed("ringmasterd is shutting down")
@@ -33,6 +35,9 @@ public enum CommandError: Error, Equatable, Sendable, CustomStringConvertible {
         switch self {
         case let .noSuchService(name): return "no service named \"\(name)\""
         case let .invalidArgument(message), let .failed(message): return message
+        case let .noReloadSignal(name):
+            return "\(name) has no reload-signal: set reload-signal (e.g. \"HUP\") in [services.\(name)] "
+                + "to reload it without a restart, or restart it"
         }
     }
 }
@@ -80,10 +85,16 @@ public struct StackLimits: Equatable, Sendable {
     public var fileLimit: Int?
     public var filesPerInstance: Int
     public var filesReserved: Int
+    /// Instances told to stop and not yet down, at most, before the backlog sends more stop
+    /// signals: each stopped process comes back as an exit to reap, and thousands at once
+    /// are thousands of events ready in one loop iteration. The exits drive the rest.
+    public var maximumStopping: Int
 
     public init(workPerStep: Int = 4, maximumInstances: Int = ServiceConfig.maximumInstances,
-                fileLimit: Int? = nil, filesPerInstance: Int = 3, filesReserved: Int = 256) {
+                fileLimit: Int? = nil, filesPerInstance: Int = 3, filesReserved: Int = 256,
+                maximumStopping: Int = 64) {
         self.workPerStep = max(1, workPerStep); self.maximumInstances = maximumInstances
+        self.maximumStopping = max(1, maximumStopping)
         self.fileLimit = fileLimit; self.filesPerInstance = max(1, filesPerInstance); self.filesReserved = filesReserved
     }
 

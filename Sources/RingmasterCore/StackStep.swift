@@ -21,7 +21,8 @@ extension Stack {
         }
         report(skippingQueued: false, into: &out)
         settleJobs(into: &out)
-        if !backlog.isEmpty { out.append(.continueLater) }
+        // (Work held back by the stops in flight goes on from the exits that end them.)
+        if !backlog.isEmpty && !waitsForStops { out.append(.continueLater) }
         if shuttingDown, !shutdownReported, backlog.isEmpty, isDown {
             shutdownReported = true
             out.append(.shutdownComplete)
@@ -107,7 +108,9 @@ extension Stack {
     /// Feeds queued instance commands while the step's budget lasts.
     private mutating func drain(budget: inout Int, now: USec, into out: inout [StackAction]) -> Bool {
         var progressed = false
-        while budget > 0, let item = backlog.pop() {
+        while budget > 0, let item = backlog.first {
+            if waitsForStops { break }
+            _ = backlog.pop()
             progressed = true // even a stale item: its entry's queue got shorter, which may settle it
             guard let p = position[item.id], entries[p].machine.instances.indices.contains(item.instance) else { continue }
             if item.event == .startRequested || item.event == .restartRequested {
@@ -119,6 +122,13 @@ extension Stack {
             progressed = true
         }
         return progressed
+    }
+
+    /// The next queued command would stop a process while `maximumStopping` are already
+    /// being stopped: it waits for their exits.
+    var waitsForStops: Bool {
+        guard let item = backlog.first, item.event == .stopRequested || item.event == .restartRequested else { return false }
+        return stoppingInstances >= limits.maximumStopping
     }
 
     private mutating func removeRetired(into out: inout [StackAction]) -> Bool {

@@ -46,6 +46,7 @@ extension BusService {
                     try self.reload()
                     return []
                 },
+                serviceCommand("ReloadService") { s, service, _ throws(ControlError) in try s.reloadService(service) },
             ] + jobMethods(),
             properties: [
                 BusProperty("Version", "s", .constant) { _ in .string(ringmasterVersion) },

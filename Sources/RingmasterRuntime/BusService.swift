@@ -135,6 +135,7 @@ public final class BusService {
         case .noSuchService: return BusError(RingmasterBus.ErrorName.noSuchService, error.description)
         case .invalidArgument: return BusError(RingmasterBus.ErrorName.invalidArgument, error.description)
         case .failed: return BusError(RingmasterBus.ErrorName.failed, error.description)
+        case .noReloadSignal: return BusError(RingmasterBus.ErrorName.noReloadSignal, error.description)
         }
     }
 
@@ -156,6 +157,10 @@ public final class BusService {
 
     func kill(_ name: String, _ signal: Int32) throws(ControlError) {
         try supervisor.killService(name, signal: signal)
+    }
+
+    func reloadService(_ name: String) throws(ControlError) {
+        try supervisor.reloadService(name)
     }
 
     /// Reload (the D-Bus method): the daemon's reload, its refusal as an API error.

@@ -60,6 +60,13 @@ extension BusService {
         ServiceProperty(name: "StatusText", signature: "s", change: .emitsChange) { slot, _ in
             .string(slot.statusTexts.sorted { $0.key < $1.key }.map(\.value).joined(separator: "; "))
         },
+        // The per-instance view (InstanceStates.swift): read per instance on a Get only.
+        ServiceProperty(name: "InstanceStates", signature: "a" + ServiceSlot.instanceStateSignature, change: .explicit) {
+            slot, service in
+            guard let supervisor = service?.supervisor else { return .array(element: ServiceSlot.instanceStateSignature, []) }
+            return slot.instanceStates(supervisor)
+        },
+        ServiceProperty(name: "Limits", signature: "a(ss)", change: .emitsChange) { slot, _ in slot.limitEntries },
     ]
 
     func serviceInterface() -> BusInterface {
@@ -92,6 +99,7 @@ extension BusService {
                     let signal = try m.readInt32()
                     try s.mapped { () throws(ControlError) in try s.kill(name, signal) }
                 },
+                method("Reload") { s, name, _ in try s.mapped { () throws(ControlError) in try s.reloadService(name) } },
             ],
             properties: properties
         )

@@ -66,6 +66,10 @@ final class InstanceProcess {
     var child: EventSource?
     var timers: [InstanceTimer: EventSource] = [:]
     var status: String?
+    /// the main process that ended last (nil after a spawn that made none), and when it ended
+    /// (CLOCK_REALTIME µs): what `ringctl why` matches in the journal (`_PID`) and shows
+    var lastPID: Int32?
+    var lastExitRealtime: USec?
 
     func reset() {
         child = nil

@@ -193,8 +193,6 @@ public final class Supervisor {
     /// The time one loop iteration may spend on batches of the backlog (µs).
     static let batchTimeBudget: UInt64 = 5_000
     static let batchesPerIteration = 4
-    /// Processes sent their stop signal and not yet reaped, at most (then batches wait).
-    static let maximumStopsInFlight = 64
     /// Whether the control plane is behind (the D-Bus layer sets it): batches wait meanwhile.
     public var isCongested: (() -> Bool)?
 
@@ -204,13 +202,11 @@ public final class Supervisor {
             let source = try loop.onDefer { [weak self] in
                 guard let self else { return }
                 self.continuation = nil
-                // Backpressure. While many stopped processes are still to be reaped, more stops
-                // would only add exits: every exited pidfd stays ready in epoll until its turn,
-                // and thousands of them cost each loop iteration (and so each D-Bus reply)
-                // that many readiness reports. While the bus is congested (dbus-daemon behind
-                // on what we sent), more work would queue more signals ahead of every reply.
-                // Either way: wait a little, then look again.
-                if self.stack.stoppingInstances > Supervisor.maximumStopsInFlight || self.isCongested?() == true {
+                // Backpressure from the transport: while the bus is congested (dbus-daemon
+                // behind on what we sent), more work would queue more signals ahead of every
+                // reply: wait a little, then look again. (Stops in flight are the core's to
+                // count: `StackLimits.maximumStopping`.)
+                if self.isCongested?() == true {
                     self.continuation = try? self.loop.timer(at: self.loop.now &+ 2_000, accuracy: 1_000) { [weak self] in
                         self?.continuation = nil
                         self?.scheduleContinuation()

@@ -42,3 +42,14 @@ extension Supervisor {
                            service: name))
     }
 }
+
+extension Supervisor {
+    /// Sends the service's `reload-signal` to each instance's main process (not its group:
+    /// a server's master re-reads its config and manages its workers itself). Restarts nothing.
+    public func reloadService(_ name: String) throws(ControlError) {
+        let (signal, targets) = try stack.reloadTargets(name)
+        for target in targets { _ = kill(target.pid, signal) } // our unreaped child: the pid is its
+        log.write(LogEvent(.info, "reload-signal", "\(name): sent \(Signals.description(of: signal)) to \(targets.count) main process\(targets.count == 1 ? "" : "es") on request",
+                           service: name))
+    }
+}

@@ -87,6 +87,7 @@ extension Supervisor {
 
     private func spawnFailed(_ label: String, slot: ServiceSlot, index: Int, reason: String) -> InstanceEvent {
         slot.processes[index]?.reset()
+        slot.processes[index]?.noteEnd(pid: nil)
         log.write(LogEvent(.err, "spawn-failed", "\(label): \(reason)", service: slot.name, instance: index))
         return .spawnFailed(reason: reason)
     }
@@ -113,6 +114,7 @@ extension Supervisor {
         let status = ExitStatus(exit)
         process.pid = nil
         process.child = nil
+        process.noteEnd(pid: exit.pid)
         instanceByPID[exit.pid] = nil
         // (No copy of the instances may live across `handle`: the core's next change of them
         // would then copy all of them, 10,000 on a large service, on every exit.)

@@ -58,6 +58,10 @@ public struct BusProperty {
         case emitsChange
         /// changes without notice (e.g. CPU time): clients must poll
         case unannounced
+        /// changes without notice and costs something to compute: left out of GetAll,
+        /// GetManagedObjects and InterfacesAdded (SD_BUS_VTABLE_PROPERTY_EXPLICIT); read it
+        /// with Get
+        case explicit
     }
 
     public var name: String

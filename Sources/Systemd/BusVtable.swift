@@ -60,6 +60,7 @@ final class BusVtable {
             case .constant: e.flags = UInt64(SD_BUS_VTABLE_PROPERTY_CONST)
             case .emitsChange: e.flags = UInt64(SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE)
             case .unannounced: e.flags = 0
+            case .explicit: e.flags = UInt64(SD_BUS_VTABLE_PROPERTY_EXPLICIT)
             }
             e.x.property.member = cString(p.name)
             e.x.property.signature = cString(p.signature)

@@ -43,7 +43,7 @@ struct ExitCode: Error {
 enum Ringctl {
     /// Every subcommand, in the order `ringctl --help` lists them.
     static let subcommands: [SubcommandEntry] = [SubcommandEntry(Status.self)] + StartStop.commands + [
-        SubcommandEntry(Scale.self), SubcommandEntry(Kill.self), SubcommandEntry(Reload.self), SubcommandEntry(Logs.self),
+        SubcommandEntry(Scale.self), SubcommandEntry(Kill.self), SubcommandEntry(Reload.self), SubcommandEntry(Logs.self), SubcommandEntry(Why.self),
         SubcommandEntry(Events.self), SubcommandEntry(Check.self),
     ]
 

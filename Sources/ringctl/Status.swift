@@ -1,5 +1,6 @@
-// `ringctl status [NAME…] [--json]`: a table like `systemctl list-units`, from ListServices
-// and every service's properties (ObjectManager.GetManagedObjects), asked in one round trip.
+// `ringctl status [NAME…] [--json] [--instances]`: a table like `systemctl list-units`, from
+// ListServices and every service's properties (ObjectManager.GetManagedObjects), asked in one
+// round trip; with --instances, a second one for each service's InstanceStates (Get only).
 import DBus
 import Glibc
 import RingmasterCore
@@ -13,14 +14,21 @@ struct Status: Subcommand {
             ringmasterd or a named service is not running, 4 if a named service does not exist.
             """,
         arguments: [.init("names", .any, help: "Only these services (default: all).")],
-        options: [.init("json", help: "Print a JSON array of objects instead of the table.")])
+        options: [.init("json", help: "Print a JSON array of objects instead of the table."),
+                  .init("instances", help: """
+                      Also show one row per instance: pid, state, health, uptime, CPU, memory, restarts, \
+                      last exit (with --json: an "instances" array in each service object, and the wanted \
+                      count as "instances_wanted").
+                      """)])
 
     var names: [String]
     var json: Bool
+    var instances: Bool
 
     init(_ a: ParsedArguments) {
         names = a.all("names")
         json = a.flag("json")
+        instances = a.flag("instances")
     }
 
     /// One service's properties, as the table and the JSON show them.
@@ -30,9 +38,17 @@ struct Status: Subcommand {
         /// Realtime µs when the replies arrived: one clock for every row.
         var now: UInt64
 
+        /// with --instances: InstanceStates
+        var instances: [InstanceRow]? = nil
+
         func string(_ key: String) -> String { properties[key]?.string ?? "" }
         func number(_ key: String) -> UInt64 { properties[key]?.uint64 ?? 0 }
         var state: String { string("State") }
+        /// "signal (killed by SIGKILL)", "" before any exit
+        var lastExit: String {
+            exitSummary(reason: string("LastExitReason"), code: string("LastExitCode"),
+                        status: Int32(clamping: properties["LastExitStatus"]?.integer ?? 0))
+        }
         var pids: [UInt64] { (properties["PIDs"]?.elements ?? []).compactMap(\.uint64) }
         /// µs in the current state, while running
         var uptime: UInt64? {
@@ -71,19 +87,39 @@ struct Status: Subcommand {
                 }
             }
             // A service missing from the objects was removed by a reload meanwhile.
-            let rows = selected.compactMap { s in objects[s.path].map { Row(name: s.name, properties: $0, now: now) } }
+            var rows = selected.compactMap { s in objects[s.path].map { Row(name: s.name, properties: $0, now: now) } }
+            if instances { try Self.addInstances(to: &rows, paths: selected, client: client) }
             if json {
                 output(JSON.array(rows.map(Status.json)).text + "\n")
             } else {
                 if header { output(Self.header(try replies[2].get(), count: rows.count)) }
                 // Only unknown names asked for: the error lines say it all, no empty table.
                 if !rows.isEmpty || names.isEmpty { output(table(rows)) }
+                if instances, !rows.isEmpty { output("\n" + Self.instanceTable(rows)) }
             }
             if code == 0, !names.isEmpty, rows.contains(where: { $0.state != "running" }) {
                 code = ExitCodes.notRunning
             }
         }
         if code != 0 { throw ExitCode(code) }
+    }
+
+    /// InstanceStates of each row's service, asked for in one round trip (the daemon reads
+    /// them only on such a Get). A service a reload removed meanwhile keeps no rows.
+    static func addInstances(to rows: inout [Row], paths: [(name: String, path: String)], client: RingmasterClient) throws {
+        let byName = Dictionary(paths.map { ($0.name, $0.path) }, uniquingKeysWith: { a, _ in a })
+        let asked = rows.compactMap { byName[$0.name] }
+        guard asked.count == rows.count, !rows.isEmpty else { return }
+        let replies = try client.bus.callAll(asked.map(InstanceRow.get), timeout: RingmasterClient.timeout)
+        for i in rows.indices {
+            do {
+                rows[i].instances = InstanceRow.parse(try replies[i].get().body.first)
+            } catch let e as BusError where e.name == BusError.unknownObject || e.name == RingmasterBus.ErrorName.noSuchService {
+                rows[i].instances = [] // removed by a reload since the first round trip
+            } catch let e as BusError where e.name == "org.freedesktop.DBus.Error.UnknownProperty" {
+                throw Failure("this ringmasterd has no per-instance view (InstanceStates): it is older than this ringctl")
+            }
+        }
     }
 
     /// A ListServices reply (a(ssuuo)): every service's name and object path, in config
@@ -124,7 +160,7 @@ struct Status: Subcommand {
     }
 
     private func table(_ rows: [Row]) -> String {
-        var t = Table(header: ["NAME", "STATE", "INSTANCES", "PIDS", "UPTIME", "CPU", "MEMORY", "RESTARTS"])
+        var t = Table(header: ["NAME", "STATE", "INSTANCES", "PIDS", "UPTIME", "CPU", "MEMORY", "RESTARTS", "LAST EXIT"])
         var notes: [String] = []
         for row in rows {
             let pids = row.pids.map(String.init)
@@ -136,6 +172,7 @@ struct Status: Subcommand {
                 Format.duration(usec: row.number("CPUUsageNSec") / 1_000),
                 Format.bytes(row.number("MemoryCurrent")),
                 String(row.number("Restarts")),
+                row.lastExit.isEmpty ? "-" : row.lastExit,
             ])
             let reason = row.string("FailureReason")
             if row.state == "failed", !reason.isEmpty { notes.append("\(row.name): \(reason)") }
@@ -145,9 +182,52 @@ struct Status: Subcommand {
         return out
     }
 
+    /// One row per instance of every service: "web.2  4711  running  …".
+    static func instanceTable(_ rows: [Row]) -> String {
+        var t = Table(header: ["INSTANCE", "PID", "STATE", "HEALTH", "UPTIME", "CPU", "MEMORY", "RESTARTS", "LAST EXIT"])
+        var states: [String] = []
+        for row in rows {
+            for i in row.instances ?? [] {
+                t.rows.append([
+                    "\(row.name).\(i.instance)", i.pid == 0 ? "-" : String(i.pid), i.state,
+                    i.health.isEmpty ? "-" : i.health,
+                    i.uptime(now: row.now).map { Format.duration(usec: $0) } ?? "-",
+                    i.pid == 0 ? "-" : Format.duration(usec: i.cpuNSec / 1_000),
+                    i.pid == 0 ? "-" : Format.bytes(i.memoryBytes),
+                    String(i.restarts),
+                    i.lastExit.isEmpty ? "-" : i.lastExit,
+                ])
+                states.append(i.state)
+            }
+        }
+        return t.render { r, c, padded in c == 2 ? Colour.state(padded, state: states[r]) : padded }
+    }
+
+    static func json(_ i: InstanceRow, now: UInt64) -> JSON {
+        func text(_ s: String) -> JSON { s.isEmpty ? .null : .string(s) }
+        let exited = !i.lastExitCode.isEmpty
+        return .object([
+            ("instance", .uint(i.instance)),
+            ("pid", i.pid == 0 ? .null : .uint(i.pid)),
+            ("state", .string(i.state)),
+            ("health", text(i.health)),
+            ("restarts", .uint(i.restarts)),
+            ("last_exit_reason", text(i.lastExitReason)),
+            ("last_exit_code", text(i.lastExitCode)),
+            ("last_exit_status", exited ? .int(Int64(i.lastExitStatus)) : .null),
+            ("last_pid", i.lastPID == 0 ? .null : .uint(i.lastPID)),
+            ("last_exit_timestamp", i.lastExitTimestamp == 0 ? .null : .uint(i.lastExitTimestamp)),
+            ("uptime_usec", i.uptime(now: now).map { .uint($0) } ?? .null),
+            ("cpu_usage_nsec", .uint(i.cpuNSec)),
+            ("memory_current", .uint(i.memoryBytes)),
+            ("next_restart_timestamp", i.restartTimestamp == 0 ? .null : .uint(i.restartTimestamp)),
+            ("failure_reason", text(i.failureReason)),
+        ])
+    }
+
     static func json(_ row: Row) -> JSON {
         let exitCode = row.string("LastExitCode")
-        return .object([
+        var fields: [(String, JSON)] = [
             ("name", .string(row.name)),
             ("state", .string(row.state)),
             ("instances", .uint(row.number("Instances"))),
@@ -159,9 +239,17 @@ struct Status: Subcommand {
             ("restarts", .uint(row.number("Restarts"))),
             ("last_exit_code", exitCode.isEmpty ? .null : .string(exitCode)),
             ("last_exit_status", exitCode.isEmpty ? .null : .int(row.properties["LastExitStatus"]?.integer ?? 0)),
+            ("last_exit_reason", row.string("LastExitReason").isEmpty ? .null : .string(row.string("LastExitReason"))),
             ("state_change_timestamp", .uint(row.number("StateChangeTimestamp"))),
             ("failure_reason", row.string("FailureReason").isEmpty ? .null : .string(row.string("FailureReason"))),
             ("status_text", row.string("StatusText").isEmpty ? .null : .string(row.string("StatusText"))),
-        ])
+        ]
+        // SPEC: with --instances, "instances" is the array of instance objects; the wanted
+        // count it holds otherwise moves to "instances_wanted".
+        if let instances = row.instances, let i = fields.firstIndex(where: { $0.0 == "instances" }) {
+            fields[i] = ("instances_wanted", fields[i].1)
+            fields.append(("instances", .array(instances.map { json($0, now: row.now) })))
+        }
+        return .object(fields)
     }
 }

@@ -8,6 +8,7 @@ let faultDBusClient = #"""
 """A D-Bus client from the wire up, for malformed traffic (no python3-dbus needed).
 
     python3 dbusburst.py SPEC.json
+    python3 dbusburst.py --probe DESTINATION PATH INTERFACE PROPERTY [INTERVAL]
 
 SPEC.json: {"destination": NAME, "calls": [CALL, ...], "repeat": N, "window": MAX_IN_FLIGHT,
             "probe": {"path": P, "interface": I, "property": NAME} | null, "timeout": S}
@@ -208,7 +209,29 @@ def parse(raw, fields_len, header_len):
     return out
 
 
+def probe_only(destination, path, interface, prop, interval):
+    """One connection, Properties.Get every `interval` s until SIGTERM or stdin closes: one line
+    per call, "UNIX_TIME LATENCY_MS OK|ERROR" (the daemon's answer time, without the cost of
+    starting a client process that `busctl` adds to each call)."""
+    conn = Connection(os.environ["DBUS_SESSION_BUS_ADDRESS"])
+    while True:
+        at = time.time()
+        started = time.monotonic()
+        serial = conn.call(path, "org.freedesktop.DBus.Properties", "Get", destination, "ss", [interface, prop])
+        while True:
+            m = conn.read()
+            if m["reply_serial"] == serial:
+                break
+        print("%.6f %.3f %s" % (at, (time.monotonic() - started) * 1000, "OK" if m["type"] == 2 else "ERROR"),
+              flush=True)
+        time.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+
 def main():
+    if sys.argv[1] == "--probe":
+        a = sys.argv[2:]
+        probe_only(a[0], a[1], a[2], a[3], float(a[4]) if len(a) > 4 else 0.05)
+        return
     spec = json.load(open(sys.argv[1]))
     address = os.environ["DBUS_SESSION_BUS_ADDRESS"]
     destination = spec["destination"]

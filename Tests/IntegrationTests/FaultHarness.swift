@@ -140,9 +140,14 @@ final class BusLatencyProbe {
     private let finished = DispatchSemaphore(value: 0)
     private var stopped = false
 
-    init(interval: TimeInterval = 0.05, callTimeout: TimeInterval = 10) {
-        let argv = ["busctl", "--user", "--timeout=\(Int(callTimeout))", "get-property",
-                    API.name, API.managerPath, API.manager, "Version"]
+    /// The same `busctl` call answered by dbus-daemon itself: what starting a client process
+    /// and a round trip through the bus cost at that moment, whatever ringmasterd does.
+    static let dbusDaemonCall = ["busctl", "--user", "--timeout=10", "call", "org.freedesktop.DBus",
+                                 "/org/freedesktop/DBus", "org.freedesktop.DBus", "GetId"]
+
+    init(interval: TimeInterval = 0.05, callTimeout: TimeInterval = 10, argv: [String]? = nil) {
+        let argv = argv ?? ["busctl", "--user", "--timeout=\(Int(callTimeout))", "get-property",
+                            API.name, API.managerPath, API.manager, "Version"]
         Thread.detachNewThread { [self] in
             while lock.withLock({ running }) {
                 let at = Date()
@@ -180,4 +185,42 @@ extension Array where Element == BusLatencyProbe.Sample {
         return l
     }
     var unanswered: Int { filter { !$0.answered }.count }
+}
+
+/// The daemon's own answer time: one long-lived D-Bus connection (dbusburst.py --probe) asks
+/// `Properties.Get(Version)` every `interval`, timing each answer. Beside `BusLatencyProbe`
+/// (a `busctl` process per call, as a user's script would), it tells the daemon's share of a
+/// slow call from the cost of starting a client process on a busy machine.
+final class ConnectionLatencyProbe {
+    private let process = Process()
+    private let output: String
+
+    init(dir: String, interval: TimeInterval = 0.05) throws {
+        let script = dir + "/dbusburst.py"
+        try faultDBusClient.write(toFile: script, atomically: true, encoding: .utf8)
+        output = dir + "/connection-probe.txt"
+        FileManager.default.createFile(atPath: output, contents: nil)
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", script, "--probe", API.name, API.managerPath, API.manager, "Version",
+                             String(interval)]
+        process.standardOutput = FileHandle(forWritingAtPath: output)
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+    }
+
+    /// The calls made from `start` on (up to `end`): answered ones with their latency.
+    func samples(from start: Date, to end: Date = .distantFuture) -> [BusLatencyProbe.Sample] {
+        let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").compactMap { line -> BusLatencyProbe.Sample? in
+            let f = line.split(separator: " ")
+            guard f.count == 3, let at = Double(f[0]), let ms = Double(f[1]) else { return nil }
+            let date = Date(timeIntervalSince1970: at)
+            guard date >= start, date <= end else { return nil }
+            return BusLatencyProbe.Sample(at: date, seconds: ms / 1000, answered: f[2] == "OK")
+        }
+    }
+
+    func stop() {
+        if process.isRunning { process.terminate(); process.waitUntilExit() }
+    }
 }

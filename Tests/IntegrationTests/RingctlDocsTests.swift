@@ -12,7 +12,7 @@ final class RingctlDocsTests: IntegrationTestCase {
         let names = top.stdout.components(separatedBy: "SUBCOMMANDS:\n")[1].split(separator: "\n")
             .filter { $0.hasPrefix("  ") && !$0.hasPrefix("   ") && !$0.contains("See '") }
             .compactMap { $0.split(separator: " ").first.map(String.init) }
-        XCTAssertEqual(names, ["status", "start", "stop", "restart", "scale", "kill", "reload", "logs", "events", "check"])
+        XCTAssertEqual(names, ["status", "start", "stop", "restart", "scale", "kill", "reload", "logs", "why", "events", "check"])
         return try names.map { name in
             let help = try runCommand([try Binaries.ringctl(), "help", name])
             XCTAssertEqual(help.status, 0, help.stderr)

@@ -194,7 +194,11 @@ struct StackModel {
                     if !hasPID || !(timer(.stopTimeout) || driver.killed.contains(key)) {
                         return "\(e.name).\(inst.index) stopping without a process, its stop timer or a SIGKILL"
                     }
-                case .backoff: if !timer(.restart) { return "\(e.name).\(inst.index) in backoff without a restart timer" }
+                case .backoff:
+                    if !timer(.restart) { return "\(e.name).\(inst.index) in backoff without a restart timer" }
+                    // The per-instance view's next restart is the timer armed.
+                    let armed = driver.timers[.init(id: e.id, instance: inst.index, timer: .restart)]
+                    if inst.restartAt != armed { return "\(e.name).\(inst.index): restartAt \(inst.restartAt.map(String.init) ?? "nil") is not the armed restart timer \(armed.map(String.init) ?? "nil")" }
                 case .stopped, .exited, .failed:
                     if hasPID || timer(.restart) || timer(.stopTimeout) { return "\(e.name).\(inst.index) \(inst.state) with a process or a timer left" }
                 }

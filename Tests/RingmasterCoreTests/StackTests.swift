@@ -143,6 +143,30 @@ final class StackTests: XCTestCase {
         XCTAssertEqual(d.entry("w").machine.instances.count, 10)
     }
 
+    /// issue 9: a large scale-down sends at most `maximumStopping` stop signals ahead of the
+    /// exits; each exit lets the backlog go on (no continuation spins while it waits).
+    func testALargeScaleDownWaitsForExitsBeyondTheStopsInFlight() throws {
+        var d = StackDriver([service("w", instances: 200)], limits: StackLimits(workPerStep: 8, maximumStopping: 20))
+        d.boot()
+        d.drainBacklog()
+        d.readyAll("w")
+        XCTAssertEqual(d.alive("w"), 200)
+        try d.scale("w", 1)
+        XCTAssertEqual(d.entry("w").machine.stopping, 8, "one step's budget")
+        d.drainBacklog()
+        XCTAssertEqual(d.entry("w").machine.stopping, 20)
+        XCTAssertFalse(d.continuationPending, "nothing to do until an exit")
+        XCTAssertEqual(d.state("w"), .running)
+        let stopping = d.entry("w").machine.instances.indices.filter { d.entry("w").machine.instances[$0].state == .stopping }
+        d.exit("w", stopping[0], .killed(15))
+        XCTAssertEqual(d.entry("w").machine.stopping, 20, "one exit, one more stop")
+        d.stopAllStopping()
+        XCTAssertEqual(d.alive("w"), 1)
+        XCTAssertEqual(d.entry("w").machine.instances.count, 1)
+        XCTAssertFalse(d.stack.hasBacklog)
+        XCTAssertEqual(d.state("w"), .running)
+    }
+
     func testAScaleDownDuringABatchedStartDropsTheQueuedStarts() throws {
         var d = StackDriver([service("w", instances: 1000)], limits: StackLimits(workPerStep: 10))
         d.run(d.stack.boot(now: 0))

@@ -173,20 +173,20 @@ _ringctl() {
     unset 'unparsed_words[0]'
     unparsed_words=("${unparsed_words[@]}")
     case "${subcommand}" in
-    status|start|stop|restart|scale|kill|reload|logs|events|check|help)
+    status|start|stop|restart|scale|kill|reload|logs|why|events|check|help)
         # Offer subcommand argument completions
         "_ringctl_${subcommand}"
         ;;
     *)
         # Offer subcommand completions
-        COMPREPLY+=($(compgen -W 'status start stop restart scale kill reload logs events check help' -- "${cur}"))
+        COMPREPLY+=($(compgen -W 'status start stop restart scale kill reload logs why events check help' -- "${cur}"))
         ;;
     esac
 }
 
 _ringctl_status() {
     repeating_flags=()
-    non_repeating_flags=(--json --version -h --help)
+    non_repeating_flags=(--json --instances --version -h --help)
     repeating_options=()
     non_repeating_options=()
     __ringctl_offer_flags_options -1
@@ -244,7 +244,22 @@ _ringctl_reload() {
     non_repeating_flags=(--no-block --version -h --help)
     repeating_options=()
     non_repeating_options=()
-    __ringctl_offer_flags_options 0
+    __ringctl_offer_flags_options -1
+}
+
+_ringctl_why() {
+    repeating_flags=()
+    non_repeating_flags=(--version -h --help)
+    repeating_options=()
+    non_repeating_options=(-n --lines)
+    __ringctl_offer_flags_options 1
+
+    # Offer option value completions
+    case "${prev}" in
+    '-n'|'--lines')
+        return
+        ;;
+    esac
 }
 
 _ringctl_logs() {
