@@ -3,6 +3,7 @@
 #   make deps     install the Debian packages that are missing (apt-get; sudo if not root)
 #   make build    release build of ringmasterd and ringctl (static Swift stdlib)
 #   make demo     build, then run ringmasterd on contrib/examples/demo.toml in the foreground
+#   make demo-stack  the same on contrib/examples/stack.toml (a oneshot migration, pre-start, env file)
 #   make check    every test: unit tests, then the integration tests inside a private
 #                 systemd user session (scripts/systemd-session)
 #   make check-host  the real-host suite: a Debian 12 VM, systemd as PID 1, two real users
@@ -24,7 +25,7 @@ SESSION   := $(SUDO) env "PATH=$(PATH)" scripts/systemd-session
 # libstdc++-12-dev; both usually come with the Swift toolchain's own requirements).
 BUILD_PACKAGES := libsystemd-dev pkgconf python3 curl libc6-dev libstdc++-12-dev
 
-.PHONY: all deps build build-debug demo check unit-test integration-test clean
+.PHONY: all deps build build-debug demo demo-stack check unit-test integration-test clean
 
 all: build
 
@@ -53,6 +54,10 @@ build-debug: deps
 demo: build
 	@echo "demo: ringmasterd on contrib/examples/demo.toml; try: curl http://127.0.0.1:8080/ ; Ctrl-C to stop"
 	@"$$($(SWIFT) build $(SWIFTPM) $(RELEASE) --show-bin-path)/ringmasterd" --config contrib/examples/demo.toml
+
+demo-stack: build
+	@echo "demo-stack: ringmasterd on contrib/examples/stack.toml; try: curl http://127.0.0.1:8090/ ; curl http://127.0.0.1:8100/healthz ; Ctrl-C to stop"
+	@"$$($(SWIFT) build $(SWIFTPM) $(RELEASE) --show-bin-path)/ringmasterd" --config contrib/examples/stack.toml
 
 check: unit-test integration-test
 

@@ -92,6 +92,13 @@ public enum ReadyMode: String, Equatable, Hashable, Sendable, CaseIterable {
     case notify
 }
 
+/// `type`: a long-running service, or a task that runs to completion (ConfigTaskKeys.swift).
+public enum ServiceType: String, Equatable, Hashable, Sendable, CaseIterable {
+    case simple
+    /// done when its process exits 0 (`exited`); its dependents wait for that success
+    case oneshot
+}
+
 public struct StartLimit: Equatable, Hashable, Sendable {
     public var count: Int
     public var interval: USec
@@ -156,6 +163,10 @@ public struct ServiceConfig: Equatable, Hashable, Sendable {
     public var autostart: Bool = true
     /// written into each instance's cgroup
     public var limits = ResourceLimits()
+    /// `type`: a `oneshot` is done (`exited`) once its process exits 0
+    public var type: ServiceType = .simple
+    /// `pre-start`: argv run to completion before each spawn (empty: none)
+    public var preStart: [String] = []
 
     public init(name: String, command: [String]) {
         self.name = name; self.command = command

@@ -90,12 +90,13 @@ extension ConfigValidator {
                 if let b = boolean(v, "autostart") { service.autostart = b }
             default:
                 if e.key == "memory-high" { memoryHigh = e }
-                if !limitKey(e, into: &service.limits) && !deployKey(e, into: &service) {
-                    unknownKey(e, in: "in \(context)", known: Self.serviceKeys + Self.limitKeys + Self.deployKeys)
+                if !limitKey(e, into: &service.limits) && !taskKey(e, into: &service, refs: &refs) && !deployKey(e, into: &service) {
+                    unknownKey(e, in: "in \(context)", known: Self.serviceKeys + Self.limitKeys + Self.taskKeys + Self.deployKeys)
                 }
             }
         }
         checkMemoryLimits(service.limits, high: memoryHigh)
+        checkTaskKeys(&service, table: table)
 
         if let commandValue {
             if let argv = command(commandValue, shell: service.shell, refs: &refs) { service.command = argv }
@@ -165,7 +166,7 @@ extension ConfigValidator {
     }
 
     /// A string that must be one of an enum's raw values.
-    private mutating func choice<T: RawRepresentable & CaseIterable>(_ value: TOMLValue, _ what: String) -> T?
+    mutating func choice<T: RawRepresentable & CaseIterable>(_ value: TOMLValue, _ what: String) -> T?
         where T.RawValue == String {
         let names = T.allCases.map(\.rawValue)
         let shown = names.dropLast().map { "\"\($0)\"" }.joined(separator: ", ") + " or \"\(names.last ?? "")\""

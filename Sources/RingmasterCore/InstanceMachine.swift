@@ -65,6 +65,12 @@ public enum InstanceEvent: Equatable, Sendable {
     /// Why the current process is ending, learnt before its exit is handled (an OOM kill
     /// read from the cgroup's memory.events): its exit reports this reason.
     case causeNoted(ExitReason)
+    /// the `preStart` action's process runs (InstanceMachine+PreStart.swift)
+    case preStartSpawned(pid: Int32)
+    /// the `preStart` action could not start its process
+    case preStartFailed(reason: String)
+    /// the pre-start process ended: 0 lets the spawn go ahead
+    case preStartExited(ExitStatus)
 }
 
 public enum InstanceTimer: Equatable, Hashable, Sendable {
@@ -78,6 +84,10 @@ public enum InstanceTimer: Equatable, Hashable, Sendable {
 
 public enum InstanceAction: Equatable, Sendable {
     case spawn
+    /// run the service's `pre-start` for this instance (its environment, directory and
+    /// cgroup; its own process group, signalled and killed as the instance's), report
+    /// `preStartSpawned`/`preStartFailed`, then `preStartExited`
+    case preStart
     /// send to the instance's whole process group (or cgroup)
     case signal(Int32)
     /// SIGKILL everything the instance has left: the process group (or cgroup)
@@ -102,9 +112,9 @@ public struct InstanceMachine: Equatable, Sendable {
     public private(set) var recentStarts: [USec] = []
     /// automatic restarts so far (not counting commands)
     public private(set) var restarts = 0
-    public private(set) var lastExit: ExitStatus? = nil
+    public internal(set) var lastExit: ExitStatus? = nil
     /// why the last process ended (nil before any end): SPEC "Exit reasons"
-    public private(set) var lastExitReason: ExitReason? = nil
+    public internal(set) var lastExitReason: ExitReason? = nil
     /// Set when the machine (or the runtime, for an OOM kill) knows why the current process
     /// is ending before it has ended: the exit then reports this instead of its bare status.
     public private(set) var endingCause: ExitReason? = nil
@@ -120,6 +130,10 @@ public struct InstanceMachine: Equatable, Sendable {
     public private(set) var generation = 0
     /// while `backoff`: when its restart timer fires (for the per-instance view)
     public private(set) var restartAt: USec? = nil
+    /// the `pre-start` of the coming spawn was asked for and has not ended
+    public internal(set) var inPreStart = false
+    /// the pre-start's process, while it runs
+    public internal(set) var preStartPid: Int32? = nil
 
     /// the `ready-timeout` timer of the current process is armed
     public private(set) var readyTimerArmed = false
@@ -187,7 +201,10 @@ public struct InstanceMachine: Equatable, Sendable {
             if state == .starting {
                 self.pid = pid
                 startedAt = now
-                if config.ready == .started {
+                // A oneshot is never "ready": it is done when it exits 0. (ready-timeout as the
+                // limit of a oneshot's run is not armed here: `armReadyTimer` is there for it.)
+                if config.type == .oneshot {
+                } else if config.ready == .started {
                     enter(.running, now: now, into: &actions)
                 } else {
                     armReadyTimer(config: config, now: now, into: &actions)
@@ -218,7 +235,7 @@ public struct InstanceMachine: Equatable, Sendable {
             }
 
         case .readyNotified:
-            if state == .starting, pid != nil { enter(.running, now: now, into: &actions) }
+            if state == .starting, pid != nil, config.type != .oneshot { enter(.running, now: now, into: &actions) }
 
         case let .processExited(status):
             guard pid != nil else { break }
@@ -251,7 +268,7 @@ public struct InstanceMachine: Equatable, Sendable {
             if state == .backoff, wanted { spawn(config: config, now: now, manual: false, into: &actions) }
 
         case .timerFired(.stopTimeout):
-            if state == .stopping, pid != nil { actions.append(.killAll) }
+            if state == .stopping, pid != nil || preStartPid != nil { actions.append(.killAll) }
 
         case .timerFired(.readyTimeout):
             guard readyTimerArmed else { break }
@@ -271,13 +288,16 @@ public struct InstanceMachine: Equatable, Sendable {
 
         case let .probed(result):
             if pid != nil { health = result }
+
+        case .preStartSpawned, .preStartFailed, .preStartExited:
+            handlePreStart(event, config: config, now: now, into: &actions)
         }
         return actions
     }
 
     // MARK: - steps
 
-    private mutating func enter(_ new: InstanceState, now: USec, into actions: inout [InstanceAction]) {
+    mutating func enter(_ new: InstanceState, now: USec, into actions: inout [InstanceAction]) {
         guard new != state else { return }
         if readyTimerArmed && new != .starting {
             // Ready, stopping or ended: the ready-timeout no longer applies.
@@ -296,7 +316,7 @@ public struct InstanceMachine: Equatable, Sendable {
         failureReason = nil
     }
 
-    private mutating func spawn(config: ServiceConfig, now: USec, manual: Bool, into actions: inout [InstanceAction]) {
+    mutating func spawn(config: ServiceConfig, now: USec, manual: Bool, into actions: inout [InstanceAction]) {
         endingCause = nil
         aborting = false
         health = nil
@@ -304,7 +324,12 @@ public struct InstanceMachine: Equatable, Sendable {
         generation += 1
         recentStarts.append(now)
         enter(.starting, now: now, into: &actions)
-        actions.append(.spawn)
+        if config.preStart.isEmpty {
+            actions.append(.spawn)
+        } else {
+            inPreStart = true
+            actions.append(.preStart)
+        }
     }
 
     private mutating func beginStop(config: ServiceConfig, now: USec, into actions: inout [InstanceAction]) {
@@ -314,7 +339,7 @@ public struct InstanceMachine: Equatable, Sendable {
     }
 
     /// The process ended (or never exec'd) without being asked to: restart, back off, or give up.
-    private mutating func handleFailure(reason: String, ranFor: USec, success: Bool = false,
+    mutating func handleFailure(reason: String, ranFor: USec, success: Bool = false,
                                         config: ServiceConfig, now: USec, into actions: inout [InstanceAction]) {
         let restart: Bool
         switch config.restart {

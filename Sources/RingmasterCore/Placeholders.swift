@@ -127,6 +127,7 @@ public extension ServiceConfig {
         copy.command = command.map(fill)
         copy.environment = environment.map { EnvironmentVariable($0.name, fill($0.value)) }
         copy.workingDirectory = workingDirectory.map(fill)
+        copy.preStart = preStart.map(fill)
         return copy
     }
 

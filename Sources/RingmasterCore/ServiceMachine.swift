@@ -67,7 +67,7 @@ public struct ServiceMachine: Equatable, Sendable {
             case .exited: exited += sign
             }
             if i.isActive || i.state == .starting || i.state == .stopping { alive += sign }
-            if i.state == .starting && i.pid == nil { spawning += sign }
+            if i.state == .starting && i.pid == nil && i.preStartPid == nil { spawning += sign }
         }
     }
 
@@ -147,6 +147,12 @@ public struct ServiceMachine: Equatable, Sendable {
         switch event {
         case .processExited, .spawnFailed:
             if let reason = instances[index].lastExitReason { lastExitReason = reason }
+        case .preStartFailed, .preStartExited:
+            // a failed pre-start is the end of that start (a stopped one is not recorded)
+            if instances[index].lastExitReason == .preStart, !instances[index].inPreStart {
+                lastExit = instances[index].lastExit
+                lastExitReason = .preStart
+            }
         default: break
         }
         dropScaledAway()

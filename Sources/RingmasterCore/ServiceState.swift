@@ -47,7 +47,7 @@ public enum ServiceStateTable {
     /// | 3 | not wanted, no process left                                | `stopped`  |
     /// | 4 | wanted, none ready, an instance being stopped              | `stopping` |
     /// | 5 | wanted, an instance ready                                  | `running`  |
-    /// | 6 | wanted, none ready, a process spawning or waiting to be ready | `starting` |
+    /// | 6 | wanted, none ready, a process spawning or waiting to be ready (a pre-start, a oneshot running) | `starting` |
     /// | 7 | wanted, no process, an instance waiting out restart-delay  | `backoff`  |
     /// | 8 | wanted, every instance ended for good                      | `exited`   |
     /// | 9 | wanted, scaled to 0 instances                              | `stopped`  |

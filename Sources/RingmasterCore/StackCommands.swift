@@ -101,8 +101,12 @@ extension Stack {
         if canRoll(e) {
             beginRollingRestart(id, previousConfig: previousConfig, into: &out)
         } else {
+            // (Instances a scale-down is taking away keep their stop: purging the backlog
+            // must not leave them running beyond the count.)
             purgeBacklog(of: id)
-            enqueue(.restartRequested, id, instances: e.machine.instances.indices)
+            let count = e.machine.wantedInstances
+            enqueue(.restartRequested, id, instances: e.machine.instances.indices.filter { $0 < count })
+            enqueue(.stopRequested, id, instances: e.machine.instances.indices.filter { $0 >= count }.reversed())
         }
     }
 

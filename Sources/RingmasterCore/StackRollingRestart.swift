@@ -45,7 +45,9 @@ extension Stack {
     /// A rolling restart can run: several instances, wanted, started, none scaled away.
     func canRoll(_ e: StackEntry) -> Bool {
         let m = e.machine
+        // (a oneshot never becomes ready: its instances are restarted together)
         return m.wantedInstances > 1 && m.wanted && !m.awaitingDependencies && m.instances.count == m.wantedInstances
+            && m.config.type != .oneshot
             && m.instances.contains { $0.state == .running || $0.state == .starting }
     }
 

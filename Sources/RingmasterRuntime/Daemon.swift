@@ -20,6 +20,8 @@ public final class Daemon {
     /// the pending `flush()` of `changed()`, and when the last one ran
     private var flushSource: EventSource?
     private var lastFlush: UInt64 = 0
+    /// what `ringctl scale|start|stop` changed, kept across a restart of the daemon
+    private var runtimeChangesStore: RuntimeChangesStore?
     private var sentReady = false
     /// for the D-Bus layer
     public var onStateChange: ((State) -> Void)?
@@ -76,8 +78,25 @@ public final class Daemon {
         } catch {
             log.error("watchdog", "cannot enable the watchdog: \(error)")
         }
+        restoreRuntimeChanges()
         supervisor.start()
         changed()
+    }
+
+    /// Brings back what `ringctl scale|start|stop` changed before this daemon started (the
+    /// core decides what still applies), before the first service starts.
+    private func restoreRuntimeChanges() {
+        do {
+            let store = try RuntimeChangesStore.forConfig(configPath)
+            runtimeChangesStore = store
+            let (changes, problem) = store.load()
+            if let problem { log.write(LogEvent(.warning, "runtime-changes", problem)) }
+            for note in supervisor.restore(changes) {
+                log.write(LogEvent(note.level == .info ? .info : .warning, note.event, note.message))
+            }
+        } catch {
+            log.write(LogEvent(.warning, "runtime-changes", "runtime changes will not survive a restart: \(error)"))
+        }
     }
 
     public func shutdown(then done: @escaping () -> Void) {
@@ -214,6 +233,9 @@ public final class Daemon {
             message += "READY=1\n"
         }
         if !message.isEmpty { _ = SystemdNotify.send(message) }
+        if let problem = runtimeChangesStore?.save(supervisor.stack) {
+            log.write(LogEvent(.warning, "runtime-changes", problem))
+        }
         onChange?()
     }
 

@@ -129,6 +129,9 @@ extension InstanceProcess {
 public enum NotifyDirectory {
     private static var cached: String?
     private static var temporary = false
+    /// The directory is a fresh temporary one (no usable XDG_RUNTIME_DIR): nothing in it
+    /// outlives this daemon.
+    public static var isTemporary: Bool { temporary }
 
     /// The directory, made on first use (and cleaned up at exit).
     public static func shared() throws(SocketError) -> String {

@@ -70,6 +70,8 @@ final class InstanceProcess {
     /// (CLOCK_REALTIME µs): what `ringctl why` matches in the journal (`_PID`) and shows
     var lastPID: Int32?
     var lastExitRealtime: USec?
+    /// the instance's `pre-start` process while it runs (`pgid` is its group then)
+    var preStartPid: Int32?
 
     func reset() {
         child = nil

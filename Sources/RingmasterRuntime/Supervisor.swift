@@ -234,6 +234,8 @@ public final class Supervisor {
         switch action {
         case .spawn:
             eventQueue.append((slot.id, index, spawn(slot: slot, index: index, process: process)))
+        case .preStart:
+            eventQueue.append((slot.id, index, startPreStart(slot: slot, index: index, process: process)))
         case let .signal(signo):
             if let pgid = process.pgid { _ = kill(-pgid, signo) }
         case .killAll:

@@ -41,6 +41,9 @@ extension Supervisor {
         log.write(LogEvent(.info, "killed", "\(name): sent \(Signals.description(of: signal)) to \(groups.count) process group\(groups.count == 1 ? "" : "s") on request",
                            service: name))
     }
+
+    /// Before `start`: what a previous daemon's commands changed, as far as the core keeps it.
+    func restore(_ changes: [RuntimeChange]) -> [StackNote] { stack.restore(changes) }
 }
 
 extension Supervisor {

@@ -10,19 +10,48 @@ extension Supervisor {
         let cfg = slot.machine.config.forInstance(index)  // placeholders filled for this instance
         let label = "\(cfg.name).\(index)"
         process.reset()
+        let child: SpawnedProcess
+        switch launch(cfg, index: index, argv: cfg.resolvedCommand, withSockets: true, label: label, process: process) {
+        case let .success(spawned): child = spawned
+        case let .failure(failure): return spawnFailed(label, slot: slot, index: index, reason: failure.reason)
+        }
+        process.pid = child.pid
+        process.pgid = child.pid // setsid() in the child: its own session and process group
+        instanceByPID[child.pid] = (slot.id, index)
+        if let cgroup = process.cgroup {
+            instanceByCgroup[cgroup.path] = (slot.id, index)
+            cgroup.releaseDirectory() // the process is in it: no descriptor kept per instance
+        }
+        switch watch(child, { [weak self, unowned slot] exit in self?.childExited(exit, slot: slot, index: index) }) {
+        case let .success(source): process.child = source
+        case let .failure(failure): return spawnFailed(label, slot: slot, index: index, reason: failure.reason)
+        }
+        log.write(LogEvent(.info, "spawned", "\(label) started (pid \(child.pid))",
+                           service: cfg.name, instance: index, pid: child.pid))
+        let pid = child.pid
+        log.afterHold { [weak self] in self?.onProcessEvent?(slot, index, .started(pid: pid)) }
+        return .spawned(pid: child.pid)
+    }
 
+    struct LaunchFailure: Error { var reason: String }
+
+    /// Starts `argv` as instance `index` of `cfg` runs: its environment, directory, cgroup
+    /// (made or reused, limits written; kept in `process.cgroup`) and log stream; the
+    /// service's sockets only `withSockets` (the main process, not a pre-start).
+    func launch(_ cfg: ServiceConfig, index: Int, argv: [String], withSockets: Bool, label: String,
+                process: InstanceProcess) -> Result<SpawnedProcess, LaunchFailure> {
         let notify: NotifySocket
         do {
             notify = try sharedNotifySocket()
         } catch {
-            return spawnFailed(label, slot: slot, index: index, reason: "notify socket: \(error)")
+            return .failure(LaunchFailure(reason: "notify socket: \(error)"))
         }
 
-        var request = SpawnRequest(argv: [], environment: [], listenPID: !cfg.sockets.isEmpty,
+        var request = SpawnRequest(argv: [], environment: [], listenPID: withSockets && !cfg.sockets.isEmpty,
                                    workingDirectory: nil, stdin: environment.devNull, stdout: 2, stderr: 2,
                                    extraFDs: [], journalIdentifier: nil)
-        request.argv = cfg.resolvedCommand
-        request.extraFDs = cfg.sockets.compactMap { sockets[$0] }
+        request.argv = argv
+        if withSockets { request.extraFDs = cfg.sockets.compactMap { sockets[$0] } }
         request.environment = environment.forChild(service: cfg, instance: index, notifySocket: notify.address)
         request.workingDirectory = environment.workingDirectory(for: cfg)
         request.nofileSoftLimit = environment.nofileSoftLimit
@@ -32,10 +61,10 @@ extension Supervisor {
                 process.cgroup = cgroup
                 request.cgroupFD = cgroup.fd
             } catch {
-                return spawnFailed(label, slot: slot, index: index, reason: "cgroup: \(error)")
+                return .failure(LaunchFailure(reason: "cgroup: \(error)"))
             }
         } else if let problem = CgroupTree.limitsProblemWithoutCgroup(cfg.limits) {
-            return spawnFailed(label, slot: slot, index: index, reason: problem)
+            return .failure(LaunchFailure(reason: problem))
         }
 
         var writeEnd: Int32 = -1
@@ -50,42 +79,31 @@ extension Supervisor {
                 request.stdout = fd
                 request.stderr = fd
             } catch {
-                return spawnFailed(label, slot: slot, index: index, reason: "\(error)")
+                return .failure(LaunchFailure(reason: "\(error)"))
             }
         }
         defer { if writeEnd >= 0 { close(writeEnd) } }
 
-        let child: SpawnedProcess
         do {
-            child = try spawner.spawn(request)
+            return .success(try spawner.spawn(request))
         } catch {
-            return spawnFailed(label, slot: slot, index: index, reason: "\(error)")
+            return .failure(LaunchFailure(reason: "\(error)"))
         }
-        process.pid = child.pid
-        process.pgid = child.pid // setsid() in the child: its own session and process group
-        instanceByPID[child.pid] = (slot.id, index)
-        if let cgroup = process.cgroup {
-            instanceByCgroup[cgroup.path] = (slot.id, index)
-            cgroup.releaseDirectory() // the process is in it: no descriptor kept per instance
-        }
-        do {
-            process.child = try loop.watchChild(pidfd: child.pidfd) { [weak self, unowned slot] exit in
-                self?.childExited(exit, slot: slot, index: index)
-            }
-        } catch {
-            // Cannot watch it: do not leave it running unwatched.
-            _ = kill(-child.pid, SIGKILL)
-            close(child.pidfd)
-            return spawnFailed(label, slot: slot, index: index, reason: "watching pid \(child.pid): \(error)")
-        }
-        log.write(LogEvent(.info, "spawned", "\(label) started (pid \(child.pid))",
-                           service: cfg.name, instance: index, pid: child.pid))
-        let pid = child.pid
-        log.afterHold { [weak self] in self?.onProcessEvent?(slot, index, .started(pid: pid)) }
-        return .spawned(pid: child.pid)
     }
 
-    private func spawnFailed(_ label: String, slot: ServiceSlot, index: Int, reason: String) -> InstanceEvent {
+    /// Watches the child's pidfd on the loop; a child that cannot be watched is killed, not
+    /// left running unwatched.
+    func watch(_ child: SpawnedProcess, _ handler: @escaping (ChildExit) -> Void) -> Result<EventSource, LaunchFailure> {
+        do {
+            return .success(try loop.watchChild(pidfd: child.pidfd, handler: handler))
+        } catch {
+            _ = kill(-child.pid, SIGKILL)
+            close(child.pidfd)
+            return .failure(LaunchFailure(reason: "watching pid \(child.pid): \(error)"))
+        }
+    }
+
+    func spawnFailed(_ label: String, slot: ServiceSlot, index: Int, reason: String) -> InstanceEvent {
         slot.processes[index]?.reset()
         slot.processes[index]?.noteEnd(pid: nil)
         log.write(LogEvent(.err, "spawn-failed", "\(label): \(reason)", service: slot.name, instance: index))

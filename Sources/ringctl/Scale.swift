@@ -6,7 +6,7 @@ struct Scale: Subcommand {
     static let spec = CommandSpec(
         "scale",
         abstract: "Change the number of instances of a service.",
-        discussion: "Scaling down stops the highest instance numbers first. Lasts until a reload changes the service's config (or ringmasterd restarts). Waits until the new count is reached (new instances ready, those scaled away gone).",
+        discussion: "Scaling down stops the highest instance numbers first. Lasts until a reload changes the service's config, across restarts of ringmasterd (not past the login session). Waits until the new count is reached (new instances ready, those scaled away gone).",
         arguments: [.init("name", help: "The service."),
                     .init("instances", help: "The number of instances, 0 to 10000 (0: no process, the service still wanted).")],
         options: [Wait.noBlock])

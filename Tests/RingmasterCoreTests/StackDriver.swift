@@ -21,6 +21,8 @@ struct StackDriver {
     var failingSpawns = Set<String>()
     /// the result of every job the stack finished
     var jobResults: [JobID: JobResult] = [:]
+    /// live pretend `pre-start` processes
+    var preStartPids: [InstanceKey: Int32] = [:]
     /// the actions of the last step (its fed-back spawn results included), and of all steps
     var last: [StackAction] = []
     var all: [StackAction] = []
@@ -75,15 +77,26 @@ struct StackDriver {
                     aliveCount[id, default: 0] += 1
                     events.append((id, i, .spawned(pid: nextPID)))
                 }
+            case .preStart:
+                precondition(pids[key] == nil && preStartPids[key] == nil, "pre-start of \(id).\(i) while a process lives")
+                let name = stack.entry(id)?.name ?? ""
+                if failingSpawns.contains(name) {
+                    events.append((id, i, .preStartFailed(reason: "exec pre-start: No such file or directory")))
+                } else {
+                    nextPID += 1
+                    preStartPids[key] = nextPID
+                    events.append((id, i, .preStartSpawned(pid: nextPID)))
+                }
             case let .armTimer(t, deadline): timers[TimerKey(id: id, instance: i, timer: t)] = deadline
             case let .cancelTimer(t): timers[TimerKey(id: id, instance: i, timer: t)] = nil
-            case .killAll: if pids[key] != nil { killed.insert(key) }
+            case .killAll: if pids[key] != nil || preStartPids[key] != nil { killed.insert(key) }
             case .signal, .stateChanged, .gaveUp: break
             }
         case .continueLater: continuationPending = true
         case .shutdownComplete: shutdownComplete = true
         case let .serviceRemoved(e):
-            precondition(!pids.keys.contains { $0.id == e.id }, "removed with live processes")
+            precondition(!pids.keys.contains { $0.id == e.id } && !preStartPids.keys.contains { $0.id == e.id },
+                         "removed with live processes")
             timers = timers.filter { $0.key.id != e.id }
         case let .jobFinished(job, result): jobResults[job] = result
         case .serviceStateChanged, .serviceAdded, .note, .rolledBack: break
@@ -109,6 +122,20 @@ struct StackDriver {
         killed.remove(key)
         aliveCount[id, default: 1] -= 1
         run(stack.handle(.processExited(status), service: id, instance: i, now: now))
+        thenDrain()
+    }
+
+    /// The pre-start of instance `i` ends.
+    mutating func preStartExit(_ name: String, _ i: Int, _ status: ExitStatus = .exited(0)) {
+        preStartExit(id(name), i, status)
+    }
+
+    mutating func preStartExit(_ id: ServiceID, _ i: Int, _ status: ExitStatus) {
+        let key = InstanceKey(id: id, instance: i)
+        precondition(preStartPids[key] != nil, "pre-start exit of \(id).\(i), which has no pre-start")
+        preStartPids[key] = nil
+        killed.remove(key)
+        run(stack.handle(.preStartExited(status), service: id, instance: i, now: now))
         thenDrain()
     }
 

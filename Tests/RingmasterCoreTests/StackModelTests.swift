@@ -66,6 +66,12 @@ struct StackModel {
             c.stopTimeout = 1 * .perSecond
             c.readyTimeout = [0, 2 * .perSecond, 90 * .perSecond].randomElement(using: &rng)!
             c.autostart = Int.random(in: 0..<5, using: &rng) > 0
+            // tasks: a oneshot (never "always"), a pre-start before each spawn
+            if Int.random(in: 0..<4, using: &rng) == 0 {
+                c.type = .oneshot
+                if c.restart == .always { c.restart = Bool.random(using: &rng) ? .never : .onFailure }
+            }
+            if Int.random(in: 0..<4, using: &rng) == 0 { c.preStart = ["/bin/pre"] }
         }
     }
 
@@ -110,8 +116,13 @@ struct StackModel {
                 if driver.failingSpawns.contains(name) { driver.failingSpawns.remove(name) } else { driver.failingSpawns.insert(name) }
                 return "spawns of \(name) \(driver.failingSpawns.contains(name) ? "fail" : "work")"
             case 27..<50:
-                guard let key = driver.pids.keys.randomElement(using: &rng) else { return "no process to exit" }
                 let status = [ExitStatus.exited(0), .exited(1), .killed(9), .killed(15)].randomElement(using: &rng)!
+                let keys = driver.pids.keys.map { ($0, false) } + driver.preStartPids.keys.map { ($0, true) }
+                guard let (key, preStart) = keys.randomElement(using: &rng) else { return "no process to exit" }
+                if preStart {
+                    driver.preStartExit(key.id, key.instance, status)
+                    return "pre-start exit \(key.id).\(key.instance) \(status)"
+                }
                 driver.exit(key.id, key.instance, status)
                 return "exit \(key.id).\(key.instance) \(status)"
             case 50..<70:
@@ -177,6 +188,12 @@ struct StackModel {
                 return "process \(key.id).\(key.instance) (pid \(pid)) is not known to the core"
             }
         }
+        for (key, pid) in driver.preStartPids {
+            guard let e = stack.entry(key.id), e.machine.instances.indices.contains(key.instance),
+                  e.machine.instances[key.instance].preStartPid == pid else {
+                return "pre-start \(key.id).\(key.instance) (pid \(pid)) is not known to the core"
+            }
+        }
         for e in stack.entries {
             let m = e.machine
             // The service state always equals the table's answer, and was reported.
@@ -186,10 +203,15 @@ struct StackModel {
             // No stuck state: every transient instance has a process or a timer.
             for inst in m.instances {
                 let key = StackDriver.InstanceKey(id: e.id, instance: inst.index)
-                let hasPID = driver.pids[key] != nil
+                let hasPID = driver.pids[key] != nil || driver.preStartPids[key] != nil
+                if driver.pids[key] != nil && driver.preStartPids[key] != nil { return "\(e.name).\(inst.index): a pre-start beside its process" }
+                if inst.preStartPid != nil && driver.preStartPids[key] == nil { return "\(e.name).\(inst.index): a pre-start the runtime does not have" }
                 func timer(_ t: InstanceTimer) -> Bool { driver.timers[.init(id: e.id, instance: inst.index, timer: t)] != nil }
                 switch inst.state {
-                case .starting, .running: if !hasPID { return "\(e.name).\(inst.index) \(inst.state) without a process" }
+                case .starting: if !hasPID { return "\(e.name).\(inst.index) starting without a process" }
+                case .running:
+                    if driver.pids[key] == nil { return "\(e.name).\(inst.index) running without a process" }
+                    if m.config.type == .oneshot { return "\(e.name).\(inst.index): a oneshot is never running" }
                 case .stopping:
                     if !hasPID || !(timer(.stopTimeout) || driver.killed.contains(key)) {
                         return "\(e.name).\(inst.index) stopping without a process, its stop timer or a SIGKILL"
@@ -264,7 +286,9 @@ struct StackModel {
                     }
                 }
             }
-            for case let .instance(id, i, .spawn) in actions where id == e.id {
+            for case let .instance(id, i, action) in actions where id == e.id && (action == .spawn || action == .preStart) {
+                // (the spawn that follows a pre-start belongs to the start the pre-start began)
+                if action == .spawn, old.machine.instances.indices.contains(i), old.machine.instances[i].inPreStart { continue }
                 if e.machine.awaitingDependencies, e.machine.instances.indices.contains(i), e.machine.instances[i].generation <= 1 {
                     return "\(e.name).\(i) spawned for the first time while waiting for its dependencies"
                 }
