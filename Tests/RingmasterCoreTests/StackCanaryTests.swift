@@ -191,6 +191,25 @@ final class StackCanaryTests: XCTestCase {
         XCTAssertEqual(d.jobResults[JobID(3)], .done)
     }
 
+    /// The stale starts a scale-down leaves in the backlog (behind another service's batch)
+    /// are dropped in a later step that touches nothing else of the service: its job still
+    /// sees the queue empty and ends.
+    func testAJobEndsWhenOnlyStaleWorkWasLeftInTheBacklog() throws {
+        var d = StackDriver([service("big", instances: 12) { $0.autostart = false },
+                             service("web", instances: 2) { $0.autostart = false }], limits: StackLimits(workPerStep: 4))
+        d.autoDrain = false
+        d.boot()
+        try d.start("big")                                       // 4 spawned, 8 queued
+        d.run(try d.stack.start("web", now: d.now, job: JobID(1)))
+        d.run(try d.stack.scale("web", to: 0, now: d.now, job: JobID(2)))
+        XCTAssertEqual(d.stack.queuedWork(of: d.id("web")), 2, "web's starts wait behind big's batch, stale now")
+        XCTAssertNil(d.jobResults[JobID(2)])
+        d.drainBacklog()
+        XCTAssertEqual(d.stack.queuedWork(of: d.id("web")), 0)
+        XCTAssertEqual(d.jobResults[JobID(2)], .done)
+        XCTAssertEqual(d.jobResults[JobID(1)], .done, "a start of a service wanted at 0 instances is done once settled")
+    }
+
     func testShutdownFailsWhatWaitsForAStart() throws {
         var d = StackDriver([web(1) { $0.autostart = false }])
         d.boot()

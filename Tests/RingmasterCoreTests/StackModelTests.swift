@@ -252,7 +252,7 @@ struct StackModel {
                 return "\(job) finished, but it was not pending"
             }
         }
-        if driver.shutdownComplete && !stack.jobs.isEmpty { return "\(stack.jobs.count) jobs left after the shutdown" }
+        if driver.shutdownComplete && !stack.jobs.isEmpty { return "\(stack.jobs.count) jobs left after the shutdown: \(stack.jobs)" }
 
         guard let before else { return nil }
         // A canary that failed leaves every old ready instance as it was: running, same process.
@@ -294,8 +294,9 @@ struct StackModel {
                 }
             }
             // A rolling restart stops an old process only with enough others ready.
+            // (the same restart: a reload that changed the service began a new one, with its own floor)
             if let r = old.rolling, case let .replacing(i, nil) = r.phase, let now = e.rolling,
-               case .replacing(i, _?) = now.phase {
+               case .replacing(i, _?) = now.phase, now.generations == r.generations {
                 let others = e.machine.instances.indices.filter { $0 != i && e.machine.instances[$0].state == .running }.count
                 if others < r.readyFloor { return "\(e.name).\(i) stopped for a rolling restart with \(others) others ready" }
             }
