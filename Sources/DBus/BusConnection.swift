@@ -106,15 +106,7 @@ public final class BusConnection {
     /// Sends every call in one write, then waits for all the replies (at most `timeout` µs in
     /// all): each is the reply, or the BusError it was answered with.
     public func callAll(_ calls: [WireMessage], timeout: UInt64 = 25_000_000) throws -> [Result<WireMessage, Error>] {
-        var out: [UInt8] = []
-        var serials: [UInt32] = []
-        for call in calls {
-            serials.append(nextSerial)
-            out += try call.encoded(serial: nextSerial)
-            nextSerial &+= 1
-            if nextSerial == 0 { nextSerial = 1 }
-        }
-        try write(out)
+        let serials = try sendCalls(calls)
         let deadline = Self.now() + timeout
         return try serials.map { serial in
             while replies[serial] == nil {
@@ -127,6 +119,36 @@ public final class BusConnection {
             if let error = reply.busError { return .failure(error) }
             return .success(reply)
         }
+    }
+
+    /// Sends every call in one write, then waits as long as it takes for all the replies,
+    /// handing each signal that arrives meanwhile (those `addMatch` asked for) to `onSignal`.
+    public func callAllWatching(_ calls: [WireMessage], onSignal: (WireMessage) -> Void) throws -> [Result<WireMessage, Error>] {
+        let serials = try sendCalls(calls)
+        return try serials.map { serial in
+            while replies[serial] == nil {
+                guard let message = try receive(until: UInt64.max) else { continue }
+                dispatch(message)
+                while !signals.isEmpty { onSignal(signals.removeFirst()) }
+            }
+            let reply = replies.removeValue(forKey: serial)!
+            if let error = reply.busError { return .failure(error) }
+            return .success(reply)
+        }
+    }
+
+    /// Writes the calls in one write; returns their serials.
+    private func sendCalls(_ calls: [WireMessage]) throws -> [UInt32] {
+        var out: [UInt8] = []
+        var serials: [UInt32] = []
+        for call in calls {
+            serials.append(nextSerial)
+            out += try call.encoded(serial: nextSerial)
+            nextSerial &+= 1
+            if nextSerial == 0 { nextSerial = 1 }
+        }
+        try write(out)
+        return serials
     }
 
     /// Whether someone owns `name` right now.

@@ -17,6 +17,8 @@ public enum RingmasterBus {
         public static let invalidArgument = "io.ringmaster.Ringmaster1.Error.InvalidArgument"
         public static let accessDenied = "io.ringmaster.Ringmaster1.Error.AccessDenied"
         public static let failed = "io.ringmaster.Ringmaster1.Error.Failed"
+        /// a …AndWait call's change did not succeed (the message says what failed and why)
+        public static let jobFailed = "io.ringmaster.Ringmaster1.Error.JobFailed"
         /// ReloadService / Service.Reload of a service without `reload-signal`
         public static let noReloadSignal = "io.ringmaster.Ringmaster1.Error.NoReloadSignal"
     }

@@ -149,6 +149,9 @@ public struct ServiceConfig: Equatable, Hashable, Sendable {
     /// the service cannot be reloaded that way). Not part of what a reload compares.
     public var reloadSignal: Int32? = nil
     public var stopTimeout: USec = 10 * USec.perSecond
+    /// `ready-timeout`: an instance that must become ready (`ready` other than "started") and
+    /// is not, this long after its spawn, is a failed start (reason `ready-timeout`); 0: no limit
+    public var readyTimeout: USec = 90 * USec.perSecond
     /// in file order; later duplicates win
     public var environment: [EnvironmentVariable] = []
     /// `env-file`, in order

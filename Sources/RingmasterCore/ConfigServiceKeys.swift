@@ -93,9 +93,10 @@ extension ConfigValidator {
                 if e.key == "memory-high" { memoryHigh = e }
                 if e.key == "memory-restart" { memoryRestart = e }
                 if !limitKey(e, into: &service.limits) && !taskKey(e, into: &service, refs: &refs)
-                    && !probeKey(e, into: &service, context: context, refs: &refs) && !healthKey(e, into: &service) {
-                    unknownKey(e, in: "in \(context)",
-                               known: Self.serviceKeys + Self.limitKeys + Self.taskKeys + Self.probeTables + Self.healthKeys)
+                    && !probeKey(e, into: &service, context: context, refs: &refs) && !healthKey(e, into: &service)
+                    && !deployKey(e, into: &service) {
+                    unknownKey(e, in: "in \(context)", known: Self.serviceKeys + Self.limitKeys + Self.taskKeys
+                               + Self.probeTables + Self.healthKeys + Self.deployKeys)
                 }
             }
         }

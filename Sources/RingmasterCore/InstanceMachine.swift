@@ -92,6 +92,8 @@ public enum InstanceTimer: Equatable, Hashable, Sendable {
     case watchdog
     /// memory was above `memory-restart` this long ago: measure it again
     case memoryCheck
+    /// `ready-timeout` passed since the spawn and the instance is not ready: a failed start
+    case readyTimeout
 }
 
 public enum InstanceAction: Equatable, Sendable {
@@ -161,7 +163,19 @@ public struct InstanceMachine: Equatable, Sendable {
     /// the current process is being replaced (`gracefulRestart`): its successor is an automatic restart
     public internal(set) var replacing = false
 
+    /// the `ready-timeout` timer of the current process is armed
+    public private(set) var readyTimerArmed = false
+
     public init(index: Int) { self.index = index }
+
+    /// Arms the `ready-timeout` of the process just spawned (nothing if it is 0): while it is
+    /// `starting` when the timer fires, it is aborted with reason `ready-timeout`. Leaving
+    /// `starting` cancels it.
+    mutating func armReadyTimer(config: ServiceConfig, now: USec, into actions: inout [InstanceAction]) {
+        guard config.readyTimeout > 0, state == .starting else { return }
+        readyTimerArmed = true
+        actions.append(.armTimer(.readyTimeout, deadline: now &+ config.readyTimeout))
+    }
 
     public var isActive: Bool { pid != nil }
 
@@ -220,10 +234,14 @@ public struct InstanceMachine: Equatable, Sendable {
             if state == .starting {
                 self.pid = pid
                 startedAt = now
-                // A oneshot is never "ready": it is done when it exits 0.
-                if config.ready == .started && config.type != .oneshot {
+                // A oneshot is never "ready": it is done when it exits 0. (ready-timeout as the
+                // limit of a oneshot's run is not armed here: `armReadyTimer` is there for it.)
+                if config.type == .oneshot {
+                } else if config.ready == .started {
                     enter(.running, now: now, into: &actions)
                     armWatchdog(config: config, now: now, into: &actions)
+                } else {
+                    armReadyTimer(config: config, now: now, into: &actions)
                 }
             } else if state == .stopping {
                 // Told to stop while its spawn was under way: it gets its stop signal now.
@@ -298,6 +316,11 @@ public struct InstanceMachine: Equatable, Sendable {
             watchdogArmed = false
             beginAbort(.watchdog, signal: Signals.watchdogSignal, config: config, now: now, into: &actions)
 
+        case .timerFired(.readyTimeout):
+            guard readyTimerArmed else { break }
+            readyTimerArmed = false
+            actions += handle(.abort(.readyTimeout), config: config, now: now)
+
         case let .abort(reason, signal):
             beginAbort(reason, signal: signal, config: config, now: now, into: &actions)
 
@@ -347,6 +370,11 @@ public struct InstanceMachine: Equatable, Sendable {
 
     mutating func enter(_ new: InstanceState, now: USec, into actions: inout [InstanceAction]) {
         guard new != state else { return }
+        if readyTimerArmed && new != .starting {
+            // Ready, stopping or ended: the ready-timeout no longer applies.
+            readyTimerArmed = false
+            actions.append(.cancelTimer(.readyTimeout))
+        }
         if new != .backoff { restartAt = nil }
         actions.append(.stateChanged(from: state, to: new))
         state = new

@@ -83,18 +83,24 @@ extension Stack {
     /// changed ones restart (rolling when several instances are up), an `instances`-only change
     /// scales, and an unchanged service is not touched (no action for it). Throws, changing
     /// nothing, when the new config needs more instances than the open-file limit allows.
-    public mutating func reload(to new: Config, changedSockets: Set<String>, now: USec) throws(CommandError)
+    /// With `job`: `.jobFinished(job, …)` once every change is done — added and started
+    /// services up, removed ones gone, changed ones restarted (or rolled back: a failure),
+    /// scaled ones at their count.
+    public mutating func reload(to new: Config, changedSockets: Set<String>, now: USec, job: JobID? = nil) throws(CommandError)
         -> (plan: ReloadPlan, actions: [StackAction]) {
         if shuttingDown { throw .shuttingDown }
         try checkCapacity(of: new)
         let plan = plan(for: new, changedSockets: changedSockets)
         var out: [StackAction] = []
         var restart: [ServiceID] = []
+        var goals: [Job.Goal] = []
+        var previous: [String: ServiceConfig] = [:]
 
         // Removed services retire first, so a service added again under the same name is a
         // new entry beside the old one that stops.
         for name in plan.names(.removed) {
             guard let id = current[name] else { continue }
+            goals.append(goal(id, .down))
             cancelRollingRestart(id, scaleBack: false)
             purgeBacklog(of: id)
             setAwaiting(id, false)
@@ -107,6 +113,7 @@ extension Stack {
         for e in entries where !e.retiring { byName[e.name] = e }
         for service in new.services {
             if var e = byName[service.name] {
+                previous[service.name] = e.configured
                 e.machine.replaceConfig(service)
                 e.configured = service
                 kept.append(e)
@@ -128,28 +135,35 @@ extension Stack {
                 cancelRollingRestart(id, scaleBack: false)
                 if e.machine.wantedInstances != service.instances { resize(id, to: service.instances) }
                 if e.machine.wanted { restart.append(id) }
-                else if service.autostart { startWanted(id) }
+                else if service.autostart { startWanted(id); goals.append(goal(id, .up)) }
             case .scaled?:
                 cancelRollingRestart(id, scaleBack: false)
                 resize(id, to: service.instances)
-            case .added?, .unchanged?, .removed?, nil:
+                goals.append(goal(id, .count(service.instances)))
+            case .added?:
+                if service.autostart { goals.append(goal(id, .up)) }
+            case .unchanged?, .removed?, nil:
                 break
             }
-            if plan.startsNow.contains(service.name) { startWanted(id) }
+            if plan.startsNow.contains(service.name) { startWanted(id); goals.append(goal(id, .up)) }
         }
         for id in restart {
             guard let e = entry(id) else { continue }
             if e.machine.awaitingDependencies {
+                goals.append(goal(id, .up))
                 continue // starts with the new config once its dependencies are settled
             } else if e.machine.alive == 0 {
+                goals.append(goal(id, .up))
                 // Not up (failed, exited, backing off): a fresh start with the new config.
                 purgeBacklog(of: id)
                 for i in e.machine.instances.indices { feed(.stopRequested, to: id, instance: i, now: now, into: &out) }
                 enqueue(.startRequested, id, instances: e.machine.instances.indices)
             } else {
-                replaceProcesses(id, into: &out)
+                goals.append(replacedGoal(id))
+                replaceProcesses(id, previousConfig: previous[e.name], into: &out)
             }
         }
+        addJob(job, goals)
         finish(now: now, into: &out)
         return (plan, out)
     }

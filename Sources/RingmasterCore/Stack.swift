@@ -67,6 +67,11 @@ public enum StackAction: Equatable, Sendable {
     case continueLater
     /// shutdown is complete: every process is gone
     case shutdownComplete
+    /// a rolling restart's canary did not become ready: it went, the old instances serve on;
+    /// `configRestored`: it was a reload's, and the service keeps its old config
+    case rolledBack(ServiceID, reason: String, configRestored: Bool)
+    /// a command given with a job id is done (its result, for the client waiting on it)
+    case jobFinished(JobID, JobResult)
 }
 
 /// What the stack may ask of one step, and what the host allows.
@@ -114,6 +119,8 @@ public struct StackEntry: Equatable, Sendable {
     public internal(set) var memoryRestarts = MemoryRestarts()
     /// the state last reported (`serviceStateChanged`)
     public internal(set) var reportedState: ServiceState = .stopped
+    /// why its last rolling restart was rolled back (nil once one succeeds or begins)
+    public internal(set) var lastRollback: String? = nil
 
     public var name: String { machine.name }
     public var state: ServiceState { machine.state }
@@ -139,6 +146,10 @@ public struct Stack: Equatable, Sendable {
     var touchedSet = Set<ServiceID>()
     var awaiting = 0
     var stopping = 0
+    /// commands followed until done (`StackJobs.swift`), and the entries a step touched for them
+    var jobs: [Job] = []
+    var jobTouched = Set<ServiceID>()
+    var jobsAdded = false
 
     public init(config: Config, limits: StackLimits = StackLimits()) {
         self.config = config
@@ -241,6 +252,7 @@ public struct Stack: Equatable, Sendable {
 
     mutating func touch(_ id: ServiceID) {
         if touchedSet.insert(id).inserted { touched.append(id) }
+        if !jobs.isEmpty { jobTouched.insert(id) }
     }
 
     mutating func feed(_ event: InstanceEvent, to id: ServiceID, instance: Int, now: USec, into out: inout [StackAction]) {

@@ -17,12 +17,16 @@ extension Stack {
     /// Wants the service up; it starts once its dependencies are settled. A failed service
     /// gets a fresh start (its start limit is reset), and so does a failed dependency it waits
     /// for: `ringctl start web` tries the whole chain again.
-    public mutating func start(_ name: String, now: USec) throws(CommandError) -> [StackAction] {
+    /// With `job`, the step that has every wanted instance ready (or the service failed)
+    /// reports `.jobFinished(job, …)`; so do the other commands, each for its own goal.
+    public mutating func start(_ name: String, now: USec, job: JobID? = nil) throws(CommandError) -> [StackAction] {
         try refuseWhileShuttingDown()
         let id = try require(name)
         var out: [StackAction] = []
+        addJob(job, [goal(id, .up)])
         if let e = entry(id), e.machine.wanted, !e.machine.awaitingDependencies, e.rolling == nil,
            e.machine.instances.allSatisfy({ $0.state == .running || $0.state == .starting }) {
+            if job != nil { finish(now: now, into: &out) }
             return out // up already: nothing to start
         }
         want(id, retryingFailedDependencies: true, now: now, into: &out)
@@ -56,10 +60,11 @@ extension Stack {
 
     /// Wants the service down: every instance gets its stop signal (highest number first).
     /// Its dependents are not stopped (`after` orders starts; it does not bind lifetimes).
-    public mutating func stop(_ name: String, now: USec) throws(CommandError) -> [StackAction] {
+    public mutating func stop(_ name: String, now: USec, job: JobID? = nil) throws(CommandError) -> [StackAction] {
         try refuseWhileShuttingDown()
         let id = try require(name)
         var out: [StackAction] = []
+        addJob(job, [goal(id, .down)])
         cancelRollingRestart(id, scaleBack: true)
         beginStop(id)
         finish(now: now, into: &out)
@@ -69,12 +74,17 @@ extension Stack {
     /// A fresh process for every instance: rolling (surge by one) when several are up; all at
     /// once for one instance; a service that is not up is started (after its dependencies).
     /// A rolling restart already under way continues: it replaces every process anyway.
-    public mutating func restart(_ name: String, now: USec) throws(CommandError) -> [StackAction] {
+    public mutating func restart(_ name: String, now: USec, job: JobID? = nil) throws(CommandError) -> [StackAction] {
         try refuseWhileShuttingDown()
         let id = try require(name)
         var out: [StackAction] = []
-        guard let e = entry(id), e.rolling == nil else { return out }
+        guard let e = entry(id), e.rolling == nil else {
+            addJob(job, [replacedGoal(id)])
+            if job != nil { finish(now: now, into: &out) }
+            return out
+        }
         let up = e.machine.wanted && !e.machine.awaitingDependencies && e.machine.alive > 0
+        addJob(job, [up ? replacedGoal(id) : goal(id, .up)])
         if up {
             replaceProcesses(id, into: &out)
         } else {
@@ -86,10 +96,10 @@ extension Stack {
 
     /// A fresh process for every instance of a service that is up: rolling when it can roll,
     /// else every instance restarted (in batches).
-    mutating func replaceProcesses(_ id: ServiceID, into out: inout [StackAction]) {
+    mutating func replaceProcesses(_ id: ServiceID, previousConfig: ServiceConfig? = nil, into out: inout [StackAction]) {
         guard let e = entry(id) else { return }
         if canRoll(e) {
-            beginRollingRestart(id, into: &out)
+            beginRollingRestart(id, previousConfig: previousConfig, into: &out)
         } else {
             // (Instances a scale-down is taking away keep their stop: purging the backlog
             // must not leave them running beyond the count.)
@@ -103,7 +113,7 @@ extension Stack {
     /// Changes the number of instances (0 included): new ones start if the service is
     /// started; the highest numbers stop first and are dropped once down. A rolling restart
     /// under way is abandoned (the count given wins).
-    public mutating func scale(_ name: String, to count: Int, now: USec) throws(CommandError) -> [StackAction] {
+    public mutating func scale(_ name: String, to count: Int, now: USec, job: JobID? = nil) throws(CommandError) -> [StackAction] {
         try refuseWhileShuttingDown()
         let id = try require(name)
         if let problem = ServiceConfig.instancesProblem(Int64(count), maximum: limits.maximumInstances) {
@@ -113,6 +123,7 @@ extension Stack {
         wanted[id] = count
         try checkCapacity(wanted.values.reduce(0, +), for: "scaling \(name) to \(count)")
         var out: [StackAction] = []
+        addJob(job, [goal(id, .count(count))])
         cancelRollingRestart(id, scaleBack: false)
         resize(id, to: count)
         finish(now: now, into: &out)

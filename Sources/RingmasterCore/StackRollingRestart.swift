@@ -7,8 +7,11 @@
 //               until its new process is ready;
 //   3. shrink:  the extra instance stops.
 //
-// "Ready" is the service's `ready` mode. If the extra instance or the one being replaced
-// fails (gives up), or the service is stopped, scaled or changed by a reload, the restart is
+// "Ready" is the service's `ready` mode. The extra instance is the canary: if it does not
+// become ready (it exits, cannot be spawned, or `ready-timeout` passes) it is stopped, the
+// old instances keep serving, a reload's change of the service is undone (the service keeps
+// its old config), and the restart fails (`rolledBack`). If the one being replaced fails
+// (gives up), or the service is stopped, scaled or changed by a reload, the restart is
 // abandoned and the extra instance goes. At most N + 1 processes run at any time.
 
 public struct RollingRestart: Equatable, Sendable {
@@ -24,10 +27,17 @@ public struct RollingRestart: Equatable, Sendable {
     /// ready instances at the start (at most `target`): never fewer while an instance is replaced
     public let readyFloor: Int
     public internal(set) var phase: Phase = .surging
+    /// every instance's spawn count at the start: an instance is replaced once its count grew
+    public let generations: [Int]
+    /// the service's config before the reload that began this restart (nil: a restart
+    /// command): what the service keeps if the canary fails
+    public let previousConfig: ServiceConfig?
 
-    init(target: Int, readyAtStart: Int) {
+    init(target: Int, readyAtStart: Int, generations: [Int] = [], previousConfig: ServiceConfig? = nil) {
         self.target = target
         self.readyFloor = min(target, readyAtStart)
+        self.generations = generations
+        self.previousConfig = previousConfig
     }
 }
 
@@ -41,10 +51,14 @@ extension Stack {
             && m.instances.contains { $0.state == .running || $0.state == .starting }
     }
 
-    mutating func beginRollingRestart(_ id: ServiceID, into out: inout [StackAction]) {
+    mutating func beginRollingRestart(_ id: ServiceID, previousConfig: ServiceConfig? = nil, into out: inout [StackAction]) {
         guard let e = entry(id) else { return }
         let target = e.machine.wantedInstances
-        update(id) { $0.rolling = RollingRestart(target: target, readyAtStart: $0.machine.running) }
+        update(id) {
+            $0.rolling = RollingRestart(target: target, readyAtStart: $0.machine.running,
+                                        generations: $0.machine.instances.map(\.generation), previousConfig: previousConfig)
+            $0.lastRollback = nil
+        }
         out.append(.note(id, StackNote(.info, "rolling-restart",
                                        "\(e.name): rolling restart of \(target) instances (one extra instance meanwhile)")))
         resize(id, to: target + 1)
@@ -87,11 +101,11 @@ extension Stack {
         }
         switch r.phase {
         case .surging:
-            let extra = instance(r.target).state
-            if extra == .failed {
-                return abandonRollingRestart(id, "the extra instance \(name).\(r.target) failed", into: &out)
+            let extra = instance(r.target)
+            if let why = canaryFailure(extra, name: name, readyTimeout: entries[p].machine.config.readyTimeout) {
+                return rollBack(id, why, into: &out)
             }
-            guard extra == .running else { return false }
+            guard extra.state == .running else { return false }
             r.phase = .replacing(index: 0, generation: nil)
         case let .replacing(index, generation?):
             let state = instance(index).state
@@ -118,10 +132,60 @@ extension Stack {
         return true
     }
 
+    /// Why the canary (the extra instance) will not become ready, once that is known: it ended
+    /// or is being ended after its spawn, before it was ready. nil: not spawned yet, starting, ready.
+    private func canaryFailure(_ extra: InstanceMachine, name: String, readyTimeout: USec) -> String? {
+        guard extra.generation > 0, extra.state != .starting, extra.state != .running else { return nil }
+        let who = "\(name).\(extra.index)"
+        if extra.state == .stopping, let cause = extra.endingCause {
+            if cause == .readyTimeout {
+                return "\(who) was not ready within \(formatDuration(readyTimeout)) (ready-timeout)"
+            }
+            return "\(who) was ended (\(cause.rawValue)) before it was ready"
+        }
+        if extra.lastExitReason == .spawn { return "\(who) could not be spawned" + (extra.failureReason.map { ": \($0)" } ?? "") }
+        if extra.lastExitReason == .readyTimeout {
+            return "\(who) was not ready within \(formatDuration(readyTimeout)) (ready-timeout)"
+        }
+        if let exit = extra.lastExit { return "\(who) \(exit) before it was ready" }
+        return "\(who) ended before it was ready"
+    }
+
+    /// The canary failed: it goes, the old instances keep serving, a reload's change of the
+    /// service is undone (it keeps its old config, and a later reload of the same file tries
+    /// again), and the restart's jobs fail with `why`.
+    private mutating func rollBack(_ id: ServiceID, _ why: String, into out: inout [StackAction]) -> Bool {
+        guard let e = entry(id), let r = e.rolling else { return false }
+        let restored = r.previousConfig != nil
+        out.append(.note(id, StackNote(.warning, "rolled-back",
+                                       "\(e.name): rolling restart rolled back: \(why); the old instances keep serving"
+                                       + (restored ? " with the old config" : ""))))
+        cancelRollingRestart(id, scaleBack: true)
+        if let old = r.previousConfig { restoreConfig(id, old) }
+        update(id) { $0.lastRollback = why }
+        failJobs(of: id, "\(e.name): rolled back: \(why)")
+        out.append(.rolledBack(id, reason: why, configRestored: restored))
+        return true
+    }
+
+    /// The service's config as it was (the instance count stays the Stack's).
+    private mutating func restoreConfig(_ id: ServiceID, _ old: ServiceConfig) {
+        update(id) {
+            $0.machine.replaceConfig(old)
+            $0.configured = old
+        }
+        var whole = config
+        if let i = whole.services.firstIndex(where: { $0.name == old.name }) {
+            whole.services[i] = old
+            replaceConfig(whole)
+        }
+    }
+
     private mutating func abandonRollingRestart(_ id: ServiceID, _ why: String, into out: inout [StackAction]) -> Bool {
         guard let e = entry(id) else { return false }
         out.append(.note(id, StackNote(.warning, "rolling-restart", "\(e.name): rolling restart abandoned: \(why)")))
         cancelRollingRestart(id, scaleBack: true)
+        failJobs(of: id, "\(e.name): rolling restart abandoned: \(why)")
         return true
     }
 }

@@ -20,6 +20,7 @@ extension Stack {
             progressed = removeRetired(into: &out) || progressed
         }
         report(skippingQueued: false, into: &out)
+        settleJobs(into: &out)
         // (Work held back by the stops in flight goes on from the exits that end them.)
         if !backlog.isEmpty && !waitsForStops { out.append(.continueLater) }
         if shuttingDown, !shutdownReported, backlog.isEmpty, isDown {
@@ -111,6 +112,8 @@ extension Stack {
             if waitsForStops { break }
             _ = backlog.pop()
             progressed = true // even a stale item: its entry's queue got shorter, which may settle it
+            // (a job waiting for the entry's queue to empty looks again, even after a stale item)
+            if !jobs.isEmpty { jobTouched.insert(item.id) }
             guard let p = position[item.id], entries[p].machine.instances.indices.contains(item.instance) else { continue }
             if item.event == .startRequested || item.event == .restartRequested {
                 // stale: scaled away meanwhile, or no longer wanted

@@ -47,7 +47,7 @@ extension BusService {
                     return []
                 },
                 serviceCommand("ReloadService") { s, service, _ throws(ControlError) in try s.reloadService(service) },
-            ],
+            ] + jobMethods(),
             properties: [
                 BusProperty("Version", "s", .constant) { _ in .string(ringmasterVersion) },
                 BusProperty("State", "s", .emitsChange) { [unowned self] _ in .string(self.daemon.state.rawValue) },

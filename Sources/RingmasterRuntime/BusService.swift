@@ -31,6 +31,8 @@ public final class BusService {
     /// the services whose objects clients know of
     private var published = Set<String>()
     private var configFiles: [String] = []
+    /// callers of the …AndWait methods, answered when their job is done (BusServiceJobs.swift)
+    var pendingJobs: [JobID: BusDeferredReply] = [:]
     private var lastEmitError: String?
 
     /// Exports the objects on `bus`, attaches it to the daemon's loop, and takes the name
@@ -75,6 +77,7 @@ public final class BusService {
             previousReloaded?(ok, message)
             self?.reloaded(ok: ok, message: message)
         }
+        wireJobs()
         try bus.requestName(RingmasterBus.name)
     }
 

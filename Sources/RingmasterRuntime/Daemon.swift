@@ -117,7 +117,9 @@ public final class Daemon {
     /// Re-reads and validates the config; an invalid one changes nothing. Returns the config
     /// errors (or the summary of what changed).
     @discardableResult
-    public func reload() -> Result<ReloadPlan, ConfigErrors> {
+    /// With `job`: the supervisor reports `onJobFinished(job, …)` once the changes (and the
+    /// restarts they caused) are done — only for a reload that was applied.
+    public func reload(job: JobID? = nil) -> Result<ReloadPlan, ConfigErrors> {
         guard state != .stopping else {
             return .failure(ConfigErrors([ConfigDiagnostic(SourceLocation(file: configPath, line: 1, column: 1),
                                                            ControlError.shuttingDown.description)]))
@@ -149,7 +151,7 @@ public final class Daemon {
         let plan: ReloadPlan
         do {
             try supervisor.stack.checkCapacity(of: new)
-            plan = try supervisor.apply(new, sockets: try reopenSockets(for: new))
+            plan = try supervisor.apply(new, sockets: try reopenSockets(for: new), job: job)
         } catch {
             let message = "\(error)"
             reloadError = "reload failed: " + message
@@ -250,6 +252,9 @@ public final class Daemon {
             parts.append("\(failed.count) failed (\(names))")
         }
         var text = parts.isEmpty ? "no services" : parts.joined(separator: ", ")
+        for slot in supervisor.services {
+            if let why = supervisor.stack.entry(named: slot.name)?.lastRollback { text += "; \(slot.name) rolled back: \(why)" }
+        }
         if state == .stopping { text = "stopping: " + text }
         if let e = reloadError { text = e + "; " + text }
         return text

@@ -23,6 +23,13 @@ public final class Supervisor {
     private var onStopped: (() -> Void)?
     /// called after every change of state (STATUS=, D-Bus properties)
     public var onChange: (() -> Void)?
+    /// a command given with a job id is done (SupervisorJobs.swift)
+    public var onJobFinished: ((JobID, JobResult) -> Void)?
+    /// a rolling restart's canary was rolled back: service, why, whether a reload's config was undone
+    public var onRolledBack: ((_ service: String, _ reason: String, _ configRestored: Bool) -> Void)?
+    var finishedWork: [() -> Void] = []
+    var deliveringFinishedWork = false
+    var nextJobID: UInt32 = 0
     /// called as a process of an instance starts (exec'd) and as it ends, in that order — exact,
     /// even for an instance that a scale-down drops in the same step (after the step, with the
     /// other announcements: see `holdAnnouncements`)
@@ -133,6 +140,7 @@ public final class Supervisor {
             noteRemovals(actionQueue)
         }
         changed()
+        deliverFinishedWork()
     }
 
     /// The core has dropped removed entries already: their slots keep the last entry for the
@@ -175,6 +183,12 @@ public final class Supervisor {
             let done = onStopped
             onStopped = nil
             done?()
+        case let .rolledBack(id, reason, restored):
+            guard let slot = slots[id] else { return }
+            markChanged(slot)
+            finishedWork.append { [weak self] in self?.onRolledBack?(slot.name, reason, restored) }
+        case let .jobFinished(job, result):
+            finishedWork.append { [weak self] in self?.onJobFinished?(job, result) }
         }
     }
 

@@ -10,24 +10,24 @@ public typealias ControlError = CommandError
 extension Supervisor {
     /// Wants the service up; it starts once its dependencies are settled (as at boot).
     /// A failed service is given a fresh start (its start limit is reset).
-    public func startService(_ name: String) throws(ControlError) {
-        run(try stack.start(name, now: now))
+    public func startService(_ name: String, job: JobID? = nil) throws(ControlError) {
+        run(try stack.start(name, now: now, job: job))
     }
 
     /// Wants the service down: every instance gets its stop signal (highest number first).
-    public func stopService(_ name: String) throws(ControlError) {
-        run(try stack.stop(name, now: now))
+    public func stopService(_ name: String, job: JobID? = nil) throws(ControlError) {
+        run(try stack.stop(name, now: now, job: job))
     }
 
     /// Every process replaced: rolling (surge by one) when several instances are up.
-    public func restartService(_ name: String) throws(ControlError) {
-        run(try stack.restart(name, now: now))
+    public func restartService(_ name: String, job: JobID? = nil) throws(ControlError) {
+        run(try stack.restart(name, now: now, job: job))
     }
 
     /// Changes the number of instances (0 included): new ones start if the service is up;
     /// the highest numbers stop first and disappear once down.
-    public func scaleService(_ name: String, to count: Int) throws(ControlError) {
-        run(try stack.scale(name, to: count, now: now))
+    public func scaleService(_ name: String, to count: Int, job: JobID? = nil) throws(ControlError) {
+        run(try stack.scale(name, to: count, now: now, job: job))
     }
 
     /// Sends `signal` to every process group of the service's instances. Changes nothing

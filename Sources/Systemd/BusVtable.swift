@@ -137,6 +137,8 @@ final class BusVtable {
             try message.append(values)
             try check(sd_bus_send(nil, message.handle, nil), "sd_bus_send")
             return 1
+        } catch is BusDeferredReply.Later {
+            return 1 // answered later (BusDeferredReply)
         } catch let error as BusError {
             return error.set(ret)
         } catch {

@@ -6,12 +6,14 @@ struct Scale: Subcommand {
     static let spec = CommandSpec(
         "scale",
         abstract: "Change the number of instances of a service.",
-        discussion: "Scaling down stops the highest instance numbers first. Lasts until a reload changes the service's config, across restarts of ringmasterd (not past the login session).",
+        discussion: "Scaling down stops the highest instance numbers first. Lasts until a reload changes the service's config, across restarts of ringmasterd (not past the login session). Waits until the new count is reached (new instances ready, those scaled away gone).",
         arguments: [.init("name", help: "The service."),
-                    .init("instances", help: "The number of instances, 0 to 10000 (0: no process, the service still wanted).")])
+                    .init("instances", help: "The number of instances, 0 to 10000 (0: no process, the service still wanted).")],
+        options: [Wait.noBlock])
 
     var name: String
     var instances: UInt32
+    var noBlock: Bool
 
     init(_ a: ParsedArguments) throws(UsageError) {
         name = a.one("name") ?? ""
@@ -19,11 +21,17 @@ struct Scale: Subcommand {
             throw UsageError("instances must be a whole number, not \"\(a.one("instances") ?? "")\"")
         }
         instances = n
+        noBlock = a.flag("no-block")
     }
 
     func run() throws {
         try withClient { client in
-            try client.callManager("ScaleService", [.string(name), .uint32(instances)])
+            if noBlock {
+                try client.callManager("ScaleService", [.string(name), .uint32(instances)])
+            } else {
+                try Wait.run(client, [(name, Wait.call("ScaleServiceAndWait", [.string(name), .uint32(instances)]))],
+                             stopping: true)
+            }
         }
     }
 }

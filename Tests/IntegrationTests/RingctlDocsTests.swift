@@ -53,11 +53,11 @@ final class RingctlDocsTests: IntegrationTestCase {
         }
         // The usage line is the subcommand's own: no `[--version]` (every subcommand takes it).
         let scale = try runCommand([try Binaries.ringctl(), "scale", "web", "x"])
-        XCTAssertEqual(scale.stderr, "ringctl: instances must be a whole number, not \"x\" (usage: ringctl scale <name> <instances>)\n")
+        XCTAssertEqual(scale.stderr, "ringctl: instances must be a whole number, not \"x\" (usage: ringctl scale <name> <instances> [--no-block])\n")
         let kill = try runCommand([try Binaries.ringctl(), "kill"])
-        XCTAssertTrue(kill.stderr.hasSuffix("(usage: ringctl kill <name> [--signal <signal>])\n"), kill.stderr)
+        XCTAssertTrue(kill.stderr.hasSuffix("(usage: ringctl kill <name> [--signal <signal>] [--no-block])\n"), kill.stderr)
         let help = try runCommand([try Binaries.ringctl(), "help", "scale"])
-        XCTAssertTrue(help.stdout.contains("USAGE: ringctl scale <name> <instances>\n"), help.stdout)
+        XCTAssertTrue(help.stdout.contains("USAGE: ringctl scale <name> <instances> [--no-block]\n"), help.stdout)
         XCTAssertTrue(help.stdout.contains("--version"), "OPTIONS still lists --version: \(help.stdout)")
         let version = try runCommand([try Binaries.ringctl(), "status", "--version"])
         XCTAssertEqual(version.status, 0)

@@ -170,7 +170,7 @@ final class TaskIntegrationTests: DBusTestCase {
             stop-timeout = "2s"
             autostart = false
             """)
-        let start = try ringctl(["start", web])
+        let start = try ringctl(["start", "--no-block", web]) // (it would wait for the pre-start)
         XCTAssertEqual(start.status, 0, start.stderr)
         let pid = try require("the pre-start's pid", timeout: 10) { contents(marker).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) } }
         XCTAssertEqual(try state(web), "starting", "starting while the pre-start runs")

@@ -28,6 +28,7 @@ final class InstanceWatchdogTests: XCTestCase {
         c.stopTimeout = 5 * s
         c.watchdog = 2 * s
         c.startLimit = StartLimit(count: 5, interval: 10 * s)
+        c.readyTimeout = 0 // the watchdog's actions alone (ready-timeout has its own tables)
         edit(&c)
         return c
     }

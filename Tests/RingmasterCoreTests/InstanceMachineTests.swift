@@ -115,8 +115,8 @@ final class InstanceMachineTests: XCTestCase {
     func testNotifyReadyWaitsForReady() {
         run([
             (0, .startRequested, .starting, [.stateChanged(from: .stopped, to: .starting), .spawn]),
-            (1, .spawned(pid: 42), .starting, []),
-            (5, .readyNotified, .running, [.stateChanged(from: .starting, to: .running)]),
+            (1, .spawned(pid: 42), .starting, [.armTimer(.readyTimeout, deadline: 1 + 90 * s)]),
+            (5, .readyNotified, .running, [.cancelTimer(.readyTimeout), .stateChanged(from: .starting, to: .running)]),
             (6, .readyNotified, .running, []),
         ], config: config { $0.ready = .notify })
     }

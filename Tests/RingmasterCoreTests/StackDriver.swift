@@ -21,6 +21,8 @@ struct StackDriver {
     var shutdownComplete = false
     /// services whose spawns fail (exec error)
     var failingSpawns = Set<String>()
+    /// the result of every job the stack finished
+    var jobResults: [JobID: JobResult] = [:]
     /// live pretend `pre-start` processes
     var preStartPids: [InstanceKey: Int32] = [:]
     /// the actions of the last step (its fed-back spawn results included), and of all steps
@@ -99,7 +101,8 @@ struct StackDriver {
             precondition(!pids.keys.contains { $0.id == e.id } && !preStartPids.keys.contains { $0.id == e.id },
                          "removed with live processes")
             timers = timers.filter { $0.key.id != e.id }
-        case .serviceStateChanged, .serviceAdded, .note: break
+        case let .jobFinished(job, result): jobResults[job] = result
+        case .serviceStateChanged, .serviceAdded, .note, .rolledBack: break
         }
     }
 

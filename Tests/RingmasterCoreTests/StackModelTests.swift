@@ -44,6 +44,7 @@ struct StackModel {
     var config: Config
     var history: [String] = []
     var nextService = 0
+    var nextJob: UInt32 = 0
 
     init(seed: UInt64) {
         rng = SplitMix64(state: seed)
@@ -63,6 +64,7 @@ struct StackModel {
             c.startLimit = StartLimit(count: Int.random(in: 2...4, using: &rng), interval: 10 * .perSecond)
             c.restartDelay = Bool.random(using: &rng) ? 0 : 100 * .perMillisecond
             c.stopTimeout = 1 * .perSecond
+            c.readyTimeout = [0, 2 * .perSecond, 90 * .perSecond].randomElement(using: &rng)!
             c.autostart = Int.random(in: 0..<5, using: &rng) > 0
             // tasks: a oneshot (never "always"), a pre-start before each spawn
             if Int.random(in: 0..<4, using: &rng) == 0 {
@@ -98,17 +100,22 @@ struct StackModel {
 
     private func names() -> [String] { driver.stack.services.map(\.name) }
 
+    private mutating func newJob() -> JobID {
+        nextJob += 1
+        return JobID(nextJob)
+    }
+
     private mutating func randomStep() -> String {
         let roll = Int.random(in: 0..<100, using: &rng)
         let name = names().randomElement(using: &rng) ?? "none"
         do {
             switch roll {
-            case 0..<6: try driver.start(name); return "start \(name)"
-            case 6..<10: try driver.stop(name); return "stop \(name)"
-            case 10..<15: try driver.restart(name); return "restart \(name)"
+            case 0..<6: driver.run(try driver.stack.start(name, now: driver.now, job: newJob())); return "start \(name)"
+            case 6..<10: driver.run(try driver.stack.stop(name, now: driver.now, job: newJob())); return "stop \(name)"
+            case 10..<15: driver.run(try driver.stack.restart(name, now: driver.now, job: newJob())); return "restart \(name)"
             case 15..<20:
                 let n = Int.random(in: 0...4, using: &rng)
-                try driver.scale(name, n); return "scale \(name) \(n)"
+                driver.run(try driver.stack.scale(name, to: n, now: driver.now, job: newJob())); return "scale \(name) \(n)"
             case 20..<24: return reload()
             case 24: driver.shutdown(); return "shutdown"
             case 25..<27:
@@ -186,7 +193,8 @@ struct StackModel {
             nextService += 1
         }
         do {
-            try driver.reload(Config(services: services))
+            let (_, actions) = try driver.stack.reload(to: Config(services: services), changedSockets: [], now: driver.now, job: newJob())
+            driver.run(actions)
             return "reload (\(driver.last.count) actions)"
         } catch {
             return "reload refused: \(error)"
@@ -274,7 +282,28 @@ struct StackModel {
         }
         if stack.hasBacklog && !driver.continuationPending { return "work in the backlog and no continuation asked for" }
 
+        // Every job is reported once; none is left once everything is down after a shutdown.
+        var finishedJobs = Set<JobID>()
+        for case let .jobFinished(job, _) in actions {
+            if !finishedJobs.insert(job).inserted { return "\(job) finished twice in one step" }
+            if before?.jobs.contains(where: { $0.id == job }) == false && !step.hasPrefix("start") && !step.hasPrefix("stop")
+                && !step.hasPrefix("restart") && !step.hasPrefix("scale") && !step.hasPrefix("reload") {
+                return "\(job) finished, but it was not pending"
+            }
+        }
+        if driver.shutdownComplete && !stack.jobs.isEmpty { return "\(stack.jobs.count) jobs left after the shutdown: \(stack.jobs)" }
+
         guard let before else { return nil }
+        // A canary that failed leaves every old ready instance as it was: running, same process.
+        for case let .rolledBack(id, _, _) in actions {
+            guard let old = before.entry(id), let now = stack.entry(id) else { continue }
+            for i in old.machine.instances.indices where i < (old.rolling?.target ?? 0) && old.machine.instances[i].state == .running {
+                guard now.machine.instances.indices.contains(i), now.machine.instances[i].state == .running,
+                      now.machine.instances[i].pid == old.machine.instances[i].pid else {
+                    return "\(now.name).\(i) was ready before the canary was rolled back, and is not now"
+                }
+            }
+        }
         // Bounded work per step.
         let spawns = actions.filter { if case .instance(_, _, .spawn) = $0 { return true }; return false }.count
         if spawns > stack.limits.workPerStep + stack.entries.count + 1 { return "\(spawns) spawns in one step" }
@@ -304,14 +333,16 @@ struct StackModel {
                 }
             }
             // A rolling restart stops an old process only with enough others ready.
+            // (the same restart: a reload that changed the service began a new one, with its own floor)
             if let r = old.rolling, case let .replacing(i, nil) = r.phase, let now = e.rolling,
-               case .replacing(i, _?) = now.phase {
+               case .replacing(i, _?) = now.phase, now.generations == r.generations {
                 let others = e.machine.instances.indices.filter { $0 != i && e.machine.instances[$0].state == .running }.count
                 if others < r.readyFloor { return "\(e.name).\(i) stopped for a rolling restart with \(others) others ready" }
             }
         }
-        // During shutdown, no dependency is stopped while a dependent has a live process.
-        if stack.shuttingDown {
+        // During shutdown, no dependency is stopped while a dependent has a live process
+        // (a ready-timeout ends a failed start whenever it passes: that is no orderly stop).
+        if stack.shuttingDown && !step.hasSuffix(" readyTimeout") {
             for case let .instance(id, _, .signal) in actions {
                 guard let e = stack.entry(id) else { continue }
                 let dependents = e.retiring ? [] : stack.graph.dependents(of: e.name).compactMap { stack.entry(named: $0) }
@@ -325,7 +356,9 @@ struct StackModel {
             let plan = before.plan(for: stack.config, changedSockets: [])
             for e in stack.services where plan.verdict(of: e.name) == .unchanged && !plan.startsNow.contains(e.name) {
                 // (one waiting for a dependency the reload changed may start: that is its dependency's doing)
-                guard let old = before.entry(named: e.name), old.id == e.id, !old.machine.awaitingDependencies,
+                // (nor one whose canary failed at once: its config is the old one again)
+                let rolledBack = actions.contains { if case .rolledBack(e.id, _, _) = $0 { return true }; return false }
+                guard !rolledBack, let old = before.entry(named: e.name), old.id == e.id, !old.machine.awaitingDependencies,
                       before.queuedWork(of: old.id) == 0, old.rolling == nil else { continue }
                 let acted = actions.filter { if case let .instance(id, _, _) = $0 { return id == e.id }; return false }
                 if !acted.isEmpty { return "the reload acted on \(e.name), which it did not change: \(acted)" }

@@ -285,7 +285,7 @@ final class StackTests: XCTestCase {
         XCTAssertEqual(d.entry("web").machine.instances.count, 2)
         XCTAssertEqual([d.pid("web", 0), d.pid("web", 1)], old, "the old processes keep serving")
         XCTAssertEqual(d.state("web"), .running)
-        XCTAssertTrue(d.all.contains { if case let .note(_, n) = $0 { return n.message.contains("rolling restart abandoned") }; return false })
+        XCTAssertTrue(d.all.contains { if case let .note(_, n) = $0 { return n.message.contains("rolling restart rolled back: web.2 could not be spawned") }; return false })
     }
 
     func testStopAbandonsARollingRestart() throws {

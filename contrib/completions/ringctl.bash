@@ -194,7 +194,7 @@ _ringctl_status() {
 
 _ringctl_start() {
     repeating_flags=()
-    non_repeating_flags=(--version -h --help)
+    non_repeating_flags=(--no-block --version -h --help)
     repeating_options=()
     non_repeating_options=()
     __ringctl_offer_flags_options -1
@@ -202,7 +202,7 @@ _ringctl_start() {
 
 _ringctl_stop() {
     repeating_flags=()
-    non_repeating_flags=(--version -h --help)
+    non_repeating_flags=(--no-block --version -h --help)
     repeating_options=()
     non_repeating_options=()
     __ringctl_offer_flags_options -1
@@ -210,7 +210,7 @@ _ringctl_stop() {
 
 _ringctl_restart() {
     repeating_flags=()
-    non_repeating_flags=(--version -h --help)
+    non_repeating_flags=(--no-block --version -h --help)
     repeating_options=()
     non_repeating_options=()
     __ringctl_offer_flags_options -1
@@ -218,7 +218,7 @@ _ringctl_restart() {
 
 _ringctl_scale() {
     repeating_flags=()
-    non_repeating_flags=(--version -h --help)
+    non_repeating_flags=(--no-block --version -h --help)
     repeating_options=()
     non_repeating_options=()
     __ringctl_offer_flags_options 2
@@ -226,7 +226,7 @@ _ringctl_scale() {
 
 _ringctl_kill() {
     repeating_flags=()
-    non_repeating_flags=(--version -h --help)
+    non_repeating_flags=(--no-block --version -h --help)
     repeating_options=()
     non_repeating_options=(-s --signal)
     __ringctl_offer_flags_options 1
@@ -241,7 +241,7 @@ _ringctl_kill() {
 
 _ringctl_reload() {
     repeating_flags=()
-    non_repeating_flags=(--version -h --help)
+    non_repeating_flags=(--no-block --version -h --help)
     repeating_options=()
     non_repeating_options=()
     __ringctl_offer_flags_options -1

@@ -3,7 +3,7 @@
 source "${REALHOST_SHARE:-/mnt/share}/tests/realhost/lib.sh"
 RINGCTL=$SHARE/bin/ringctl   # the same static binary alice has in ~/.local/bin
 
-check "alice: ringctl start pending" as_alice ringctl start pending
+check "alice: ringctl start --no-block pending" as_alice ringctl start --no-block pending   # (it never says READY=1)
 pending_started() { [[ $(service_field pending state) == starting && -n $(service_pids pending) ]]; }
 wait_for 30 pending_started
 check "pending runs and waits for READY=1 (starting)" pending_started
