@@ -15,6 +15,9 @@ final class ServiceProbes {
     /// address parsed, request bytes made once): dropped at every change of the instance
     var targets: [ProbeKey: Result<ProbeTarget, ConfigValueProblem>] = [:]
     var requests: [ProbeKey: [UInt8]] = [:]
+    /// each http probe's socket prober, kept between probes with its connection (keep-alive):
+    /// dropped, and its connection closed, at every change of the instance
+    var sockets: [ProbeKey: SocketProbe] = [:]
     /// timer accuracy: wake-ups of instances probed at the same interval coalesce
     let accuracy: [ProbeKind: UInt64]
 
@@ -34,6 +37,8 @@ final class ServiceProbes {
         timers.removeAll()
         for run in inFlight.values { run.cancel() }
         inFlight.removeAll()
+        for socket in sockets.values { socket.cancel() }
+        sockets.removeAll()
     }
 }
 
@@ -59,6 +64,7 @@ extension Supervisor {
         for kind in ProbeKind.allCases {
             probes.targets[ProbeKey(index, kind)] = nil
             probes.requests[ProbeKey(index, kind)] = nil
+            probes.sockets.removeValue(forKey: ProbeKey(index, kind))?.cancel()
         }
         performProbes(probes.board.instanceChanged(index, to: state, now: now), slot: slot, probes: probes)
         if !state.isTransient && state != .running {
@@ -152,7 +158,9 @@ extension Supervisor {
         case let .success(.tcp(address)):
             run = SocketProbe.start(loop: loop, address: address, request: nil, done: done)
         case let .success(.http(url)):
-            run = SocketProbe.start(loop: loop, address: url.address, request: probes.requests[key], done: done)
+            let socket = probes.sockets[key] ?? SocketProbe(loop: loop, address: url.address, request: probes.requests[key])
+            probes.sockets[key] = socket
+            run = socket.run(now: now, done) ? socket : nil
         case let .success(.exec(argv)):
             guard let entry = stack.entry(slot.id) else { return }
             run = startExecProbe(argv, index: key.instance, config: entry.machine.config, slot: slot, done: done)
