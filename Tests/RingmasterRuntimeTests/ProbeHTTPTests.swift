@@ -207,6 +207,13 @@ final class ProbeHTTPTests: XCTestCase {
         }
     }
 
+    /// A keep-alive server answering `answer`, and a kept probe of it.
+    private func keptProbe(_ loop: EventLoop, answer: String, closeAfter: Bool = false) throws -> (KeepAliveServer, SocketProbe) {
+        let server = try KeepAliveServer(loop, answer: answer, closeAfter: closeAfter)
+        let url = try HTTPProbeURL.parse("http://127.0.0.1:1/").get()
+        return (server, SocketProbe(loop: loop, address: .tcp4(host: "127.0.0.1", port: server.port), request: SocketProbe.request(url)))
+    }
+
     private func probeOnce(_ loop: EventLoop, _ socket: SocketProbe, now: USec) throws -> (Bool, String) {
         var result: (Bool, String)?
         if socket.run(now: now, { result = ($0, $1) }) {
@@ -217,9 +224,7 @@ final class ProbeHTTPTests: XCTestCase {
 
     func testKeepAliveReusesTheConnectionAndOpensAFreshOneEveryTenth() throws {
         let loop = try EventLoop()
-        let server = try KeepAliveServer(loop, answer: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", closeAfter: false)
-        let url = try HTTPProbeURL.parse("http://127.0.0.1:1/").get()
-        let socket = SocketProbe(loop: loop, address: .tcp4(host: "127.0.0.1", port: server.port), request: SocketProbe.request(url))
+        let (server, socket) = try keptProbe(loop, answer: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
         for i in 0..<25 {
             let r = try probeOnce(loop, socket, now: USec(i) * 1_000_000)
             XCTAssertEqual(r.0, true, r.1)
@@ -234,9 +239,7 @@ final class ProbeHTTPTests: XCTestCase {
 
     func testServerClosingTheKeptConnectionIsRetriedAfresh() throws {
         let loop = try EventLoop()
-        let server = try KeepAliveServer(loop, answer: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", closeAfter: false)
-        let url = try HTTPProbeURL.parse("http://127.0.0.1:1/").get()
-        let socket = SocketProbe(loop: loop, address: .tcp4(host: "127.0.0.1", port: server.port), request: SocketProbe.request(url))
+        let (server, socket) = try keptProbe(loop, answer: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
         XCTAssertEqual(try probeOnce(loop, socket, now: 0).0, true)
         // The server closes it while the prober is not looking (no loop turn in between): the
         // next probe's send or read meets the close, and it passes on a new connection.
@@ -249,9 +252,7 @@ final class ProbeHTTPTests: XCTestCase {
 
     func testServerClosingAfterEachResponseGetsAConnectionPerProbe() throws {
         let loop = try EventLoop()
-        let server = try KeepAliveServer(loop, answer: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok", closeAfter: true)
-        let url = try HTTPProbeURL.parse("http://127.0.0.1:1/").get()
-        let socket = SocketProbe(loop: loop, address: .tcp4(host: "127.0.0.1", port: server.port), request: SocketProbe.request(url))
+        let (server, socket) = try keptProbe(loop, answer: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok", closeAfter: true)
         for i in 0..<5 {
             let r = try probeOnce(loop, socket, now: USec(i) * 1_000_000)
             XCTAssertEqual(r.0, true, r.1)
@@ -262,13 +263,12 @@ final class ProbeHTTPTests: XCTestCase {
 
     func testFailingAnswerClosesTheConnection() throws {
         let loop = try EventLoop()
-        let server = try KeepAliveServer(loop, answer: "HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n", closeAfter: false)
-        let url = try HTTPProbeURL.parse("http://127.0.0.1:1/").get()
-        let socket = SocketProbe(loop: loop, address: .tcp4(host: "127.0.0.1", port: server.port), request: SocketProbe.request(url))
+        let (server, socket) = try keptProbe(loop, answer: "HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n")
         for i in 0..<3 {
             let r = try probeOnce(loop, socket, now: USec(i) * 1_000_000)
             XCTAssertEqual(r.0, false); XCTAssertEqual(r.1, "HTTP 500")
         }
         XCTAssertEqual(socket.connections, 3)
+        XCTAssertEqual(server.requests, 3)
     }
 }
