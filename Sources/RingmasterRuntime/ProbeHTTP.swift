@@ -29,6 +29,8 @@ final class SocketProbe: ProbeRun {
     private var openedAt: USec = 0
     /// connections opened since this probe was made (for tests and the log)
     private(set) var connections = 0
+    /// a connection is open (in flight, or kept between probes)
+    var isConnected: Bool { fd >= 0 }
 
     /// A fresh connection at least every this many probes …
     static let freshEvery = 10

@@ -250,6 +250,20 @@ final class ProbeHTTPTests: XCTestCase {
         XCTAssertEqual(server.requests, 2)
     }
 
+    func testKeptConnectionClosedByTheServerBetweenProbesIsDropped() throws {
+        let loop = try EventLoop()
+        let (server, socket) = try keptProbe(loop, answer: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        XCTAssertEqual(try probeOnce(loop, socket, now: 0).0, true)
+        XCTAssertTrue(socket.isConnected, "kept after a framed HTTP/1.1 answer")
+        // An idle timeout on the server's side: the loop sees the end, the probe drops it.
+        server.dropClients()
+        try loop.run(until: { !socket.isConnected })
+        let r = try probeOnce(loop, socket, now: 1_000_000)
+        XCTAssertEqual(r.0, true, r.1)
+        XCTAssertEqual(socket.connections, 2)
+        XCTAssertEqual(server.requests, 2)
+    }
+
     func testServerClosingAfterEachResponseGetsAConnectionPerProbe() throws {
         let loop = try EventLoop()
         let (server, socket) = try keptProbe(loop, answer: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok", closeAfter: true)
