@@ -2,53 +2,131 @@ import Glibc
 import RingmasterCore
 import Systemd
 
-/// A `tcp` or `http` probe on the event loop: a non-blocking connect; for `http`, one
-/// `GET … HTTP/1.1` with `Connection: close` and the status line read back (at most
-/// `maximumResponse` bytes: the rest of the response is never read). 2xx and 3xx pass.
+/// A `tcp` or `http` probe of one instance on the event loop, kept from one probe to the next.
+/// `tcp`: a non-blocking connect, closed at once. `http`: one `GET … HTTP/1.1` and the response
+/// read as far as `HTTPResponseReader` needs (2xx and 3xx pass); when the response leaves the
+/// connection open and framed (HTTP/1.1, no `Connection: close`, a `Content-Length` or
+/// `chunked` body of at most 64 KiB), the socket stays open and registered, and the next probe
+/// is one `send()` on it. A fresh connection is made for the first probe, after any failure or
+/// timeout, after a response that cannot be reused, when the server closed the kept one, and
+/// at least every `freshEvery` probes or `freshAfter` µs, so the server's accept path is
+/// tested too. A kept connection the server closed (EOF, a reset, EPIPE before any byte of the
+/// response) is retried at once on a fresh connection, within the same probe and timeout.
 /// Its timeout is the probe's timer (`ProbeBoard`), which cancels it: the socket is closed.
 final class SocketProbe: ProbeRun {
-    private var fd: Int32
-    private var source: EventSource?
+    private let loop: EventLoop
+    let address: ListenAddress
     private let request: [UInt8]?
-    private var buffer: [UInt8] = []
+    private var fd: Int32 = -1
+    private var source: EventSource?
     private var connected = false
+    private var reader = HTTPResponseReader()
     private var done: ((Bool, String) -> Void)?
+    /// the current probe was sent on a kept connection (a close before its answer is retried)
+    private var onKeptConnection = false
+    /// answers received on the current connection, and when it was opened
+    private(set) var answers = 0
+    private var openedAt: USec = 0
+    /// connections opened since this probe was made (for tests and the log)
+    private(set) var connections = 0
+    /// a connection is open (in flight, or kept between probes)
+    var isConnected: Bool { fd >= 0 }
+
+    /// A fresh connection at least every this many probes …
+    static let freshEvery = 10
+    /// … or this often (µs), whichever comes first.
+    static let freshAfter: USec = 60_000_000
 
     /// epoll's EPOLLIN and EPOLLOUT (<sys/epoll.h>; Glibc does not export them)
     static let epollIn: UInt32 = 0x001
     static let epollOut: UInt32 = 0x004
 
-    /// The bytes of the status line looked at, at most.
-    static let maximumResponse = 1024
-
-    private init(fd: Int32, request: [UInt8]?, done: @escaping (Bool, String) -> Void) {
-        self.fd = fd; self.request = request; self.done = done
+    init(loop: EventLoop, address: ListenAddress, request: [UInt8]?) {
+        self.loop = loop; self.address = address; self.request = request
     }
 
     static func request(_ url: HTTPProbeURL) -> [UInt8] {
-        Array(("GET \(url.path) HTTP/1.1\r\nHost: \(url.host)\r\nUser-Agent: ringmaster-probe\r\n"
-               + "Accept: */*\r\nConnection: close\r\n\r\n").utf8)
+        Array("GET \(url.path) HTTP/1.1\r\nHost: \(url.host)\r\nUser-Agent: ringmaster-probe\r\nAccept: */*\r\n\r\n".utf8)
     }
 
-    /// Starts the probe. Returns it while in flight; nil when it is already over (`done` called).
+    /// A one-off probe (made, run, not kept). Returns it while in flight; nil when it is
+    /// already over (`done` called).
     static func start(loop: EventLoop, address: ListenAddress, request: [UInt8]?,
                       done: @escaping (Bool, String) -> Void) -> ProbeRun? {
+        let probe = SocketProbe(loop: loop, address: address, request: request)
+        return probe.run(now: 0, done) ? probe : nil
+    }
+
+    /// Runs one probe: on the kept connection if there is one fit for it, else on a new one.
+    /// False when it is already over (`done` called).
+    func run(now: USec, _ done: @escaping (Bool, String) -> Void) -> Bool {
+        self.done = done
+        reader = HTTPResponseReader()
+        if fd >= 0 && (request == nil || answers >= SocketProbe.freshEvery || now &- openedAt >= SocketProbe.freshAfter) {
+            closeConnection(graceful: true)
+        }
+        if fd >= 0 {
+            onKeptConnection = true
+            switch trySend() {
+            case .sent: return true // (registered for EPOLLIN already)
+            case .notYet, .failed: closeConnection() // closed by the server meanwhile: afresh
+            }
+        }
+        onKeptConnection = false
+        openedAt = now
+        return connect()
+    }
+
+    deinit { cancel() }
+
+    /// Ends the probe in flight without a result, and closes the connection.
+    func cancel() {
+        done = nil
+        closeConnection()
+    }
+
+    /// Closed with a reset (no TIME_WAIT), or `graceful`ly (a FIN, as a client retiring a
+    /// healthy kept connection does: the server sees an ordinary end, not an error to log).
+    private func closeConnection(graceful: Bool = false) {
+        source = nil
+        if fd >= 0 {
+            if graceful {
+                var linger = Glibc.linger(l_onoff: 0, l_linger: 0)
+                _ = setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+            }
+            close(fd)
+            fd = -1
+        }
+        connected = false
+        answers = 0
+    }
+
+    private func finish(_ passed: Bool, _ detail: String, keep: Bool = false) {
+        let report = done
+        done = nil
+        if passed && keep { answers += 1 } else { closeConnection() }
+        report?(passed, detail)
+    }
+
+    /// A new connection for the probe in flight. False once over.
+    private func connect() -> Bool {
         let family: Int32
         switch address {
         case .tcp4: family = AF_INET
         case .tcp6: family = AF_INET6
-        case .unix, .abstract: done(false, "not a TCP address"); return nil
+        case .unix, .abstract: finish(false, "not a TCP address"); return false
         }
-        let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { done(false, "socket: \(errnoString())"); return nil }
+        fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { finish(false, "socket: \(errnoString())"); return false }
+        connections += 1
         // Closed with a reset, as HAProxy closes its health checks: no FIN exchange and no
         // TIME_WAIT left behind, on either side, for a connection made every interval.
         var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
         _ = setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
-        let probe = SocketProbe(fd: fd, request: request, done: done)
+        let fd = self.fd
         func connectTo<Address>(_ sa: Address) -> Int32 {
             withUnsafePointer(to: sa) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<Address>.size)) }
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<Address>.size)) }
             }
         }
         let r: Int32
@@ -69,45 +147,31 @@ final class SocketProbe: ProbeRun {
             r = -1
         }
         if r != 0 && errno != EINPROGRESS {
-            probe.finish(false, "connect to \(address): \(errnoString())")
-            return nil
+            finish(false, "connect to \(address): \(errnoString())")
+            return false
         }
         if r == 0 {
-            probe.connected = true
-            guard probe.afterConnect() else { return nil }
+            connected = true
+            guard afterConnect() else { return false }
         } else if request != nil {
             // On loopback the handshake is usually over by the time connect() returns
             // (EINPROGRESS all the same): send now and skip the wake-up for EPOLLOUT.
             // Not yet connected: EAGAIN (or ENOTCONN), and we wait for EPOLLOUT as usual.
-            switch probe.trySend() {
-            case .sent: probe.connected = true
+            switch trySend() {
+            case .sent: connected = true
             case .notYet: break
-            case let .failed(code, _): probe.finish(false, "connect to \(address): \(errnoString(code))"); return nil
+            case let .failed(code, _): finish(false, "connect to \(address): \(errnoString(code))"); return false
             }
         }
         do {
-            probe.source = try loop.onReadable(fd: fd, events: probe.connected ? SocketProbe.epollIn : SocketProbe.epollOut) {
-                [weak probe] revents in probe?.ready(revents)
+            source = try loop.onReadable(fd: fd, events: connected ? SocketProbe.epollIn : SocketProbe.epollOut) {
+                [weak self] revents in self?.ready(revents)
             }
         } catch {
-            probe.finish(false, "\(error)")
-            return nil
+            finish(false, "\(error)")
+            return false
         }
-        return probe
-    }
-
-    deinit { cancel() }
-
-    func cancel() {
-        done = nil
-        source = nil
-        if fd >= 0 { close(fd); fd = -1 }
-    }
-
-    private func finish(_ passed: Bool, _ detail: String) {
-        let report = done
-        cancel()
-        report?(passed, detail)
+        return true
     }
 
     /// Connected: a tcp probe has passed; an http one sends its request. False once over.
@@ -132,7 +196,22 @@ final class SocketProbe: ProbeRun {
         return .failed(errno: code, sent < 0 ? "send: \(errnoString(code))" : "send: only \(sent) of \(request.count) bytes")
     }
 
+    /// The kept connection ended before any byte of the answer: the server closed it (an idle
+    /// timeout, a restart of its worker). Not a failure by itself: once more, afresh.
+    private func retryAfresh() {
+        closeConnection()
+        onKeptConnection = false
+        reader = HTTPResponseReader()
+        _ = connect()
+    }
+
     private func ready(_ revents: UInt32) {
+        guard done != nil else {
+            // Idle between probes: the server closed the kept connection (or sent what nobody
+            // asked for). The next probe connects afresh.
+            closeConnection()
+            return
+        }
         if !connected {
             var err: Int32 = 0
             var len = socklen_t(MemoryLayout<Int32>.size)
@@ -143,23 +222,27 @@ final class SocketProbe: ProbeRun {
             do { try source?.setIOEvents(SocketProbe.epollIn) } catch { finish(false, "\(error)") }
             return
         }
-        while fd >= 0 {
-            let room = SocketProbe.maximumResponse - buffer.count
-            let n = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: SocketProbe.maximumResponse) { chunk -> Int in
-                let n = recv(fd, chunk.baseAddress, room, Int32(MSG_DONTWAIT))
-                if n > 0 { buffer += chunk[0..<n] }
-                return n
+        while fd >= 0 && done != nil {
+            let outcome = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 4096) { chunk -> HTTPResponseReader.Outcome? in
+                let n = recv(fd, chunk.baseAddress, chunk.count, Int32(MSG_DONTWAIT))
+                if n > 0 { return reader.feed(UnsafeBufferPointer(rebasing: chunk[0..<n])) }
+                if n < 0 && (errno == EAGAIN || errno == EINTR) { return nil }
+                let code = n < 0 ? errno : 0
+                if onKeptConnection && reader.received == 0 && (code == 0 || code == ECONNRESET || code == EPIPE) {
+                    retryAfresh()
+                    return nil
+                }
+                if n < 0 {
+                    finish(false, "read: \(errnoString(code))")
+                    return nil
+                }
+                return reader.ended()
             }
-            if n < 0 {
-                if errno == EAGAIN || errno == EINTR { return }
-                finish(false, "read: \(errnoString())")
+            guard let outcome else { return }
+            if case let .done(passed, detail, reusable) = outcome {
+                finish(passed, detail, keep: reusable)
                 return
             }
-            if let verdict = SocketProbe.statusVerdict(buffer, ended: n == 0 || buffer.count >= SocketProbe.maximumResponse) {
-                finish(verdict.passed, verdict.detail)
-                return
-            }
-            if n == 0 { return } // (statusVerdict decides at the end)
         }
     }
 

@@ -2,19 +2,30 @@ import Glibc
 import RingmasterCore
 import Systemd
 
-/// The runtime side of one service's probes: the core's `ProbeBoard` (which decides), one
-/// timer per probe of an instance, and the probes in flight. Exists only for a service with
-/// a probe: a service without costs no timer, no wake-up, nothing.
+/// The runtime side of one service's probes: the core's `ProbeBoard` (which decides), each
+/// probe's timer deadline, one sd-event timer for them all (the earliest deadline: when it
+/// fires, every probe then due is handled in that one dispatch), and the probes in flight.
+/// Exists only for a service with a probe: a service without costs no timer, no wake-up,
+/// nothing; a service whose instances are all at rest keeps no timer either.
 final class ServiceProbes {
     var board: ProbeBoard
     /// what the board was made from: a reload that changes it makes a new board
     let signature: ProbeSignature
-    var timers: [ProbeKey: EventSource] = [:]
+    /// each probe's timer, as a deadline (`ProbeOutput.arm`)
+    var deadlines: [ProbeKey: USec] = [:]
+    /// the one timer, armed for `timerAt` (≤ every deadline); nil when there is none
+    var timer: EventSource?
+    var timerAt: USec?
+    /// set while the due probes are handled: the timer is armed once, after them
+    var firing = false
     var inFlight: [ProbeKey: ProbeRun] = [:]
     /// each probe's target as its instance's current process uses it (placeholders filled,
     /// address parsed, request bytes made once): dropped at every change of the instance
     var targets: [ProbeKey: Result<ProbeTarget, ConfigValueProblem>] = [:]
     var requests: [ProbeKey: [UInt8]] = [:]
+    /// each http probe's socket prober, kept between probes with its connection (keep-alive):
+    /// dropped, and its connection closed, at every change of the instance
+    var sockets: [ProbeKey: SocketProbe] = [:]
     /// timer accuracy: wake-ups of instances probed at the same interval coalesce
     let accuracy: [ProbeKind: UInt64]
 
@@ -31,9 +42,13 @@ final class ServiceProbes {
 
     /// Everything stops: timers, sockets, processes (killed, and still reaped).
     func stopAll() {
-        timers.removeAll()
+        deadlines.removeAll()
+        timer = nil
+        timerAt = nil
         for run in inFlight.values { run.cancel() }
         inFlight.removeAll()
+        for socket in sockets.values { socket.cancel() }
+        sockets.removeAll()
     }
 }
 
@@ -59,11 +74,13 @@ extension Supervisor {
         for kind in ProbeKind.allCases {
             probes.targets[ProbeKey(index, kind)] = nil
             probes.requests[ProbeKey(index, kind)] = nil
+            probes.sockets.removeValue(forKey: ProbeKey(index, kind))?.cancel()
         }
         performProbes(probes.board.instanceChanged(index, to: state, now: now), slot: slot, probes: probes)
         if !state.isTransient && state != .running {
             // At rest (or scaled away): nothing of its probes is kept, not even a spent timer.
-            for kind in ProbeKind.allCases { probes.timers[ProbeKey(index, kind)] = nil }
+            for kind in ProbeKind.allCases { probes.deadlines[ProbeKey(index, kind)] = nil }
+            if probes.deadlines.isEmpty { probes.timer = nil; probes.timerAt = nil }
         }
     }
 
@@ -91,7 +108,7 @@ extension Supervisor {
             case let .run(key):
                 startProbe(key, slot: slot, probes: probes)
             case let .stop(key):
-                probes.timers[key] = nil
+                probes.deadlines[key] = nil
                 probes.inFlight.removeValue(forKey: key)?.cancel()
             case let .event(index, event):
                 handle(event, instance: index, of: slot)
@@ -109,16 +126,47 @@ extension Supervisor {
     }
 
     private func armProbeTimer(_ key: ProbeKey, at deadline: USec, slot: ServiceSlot, probes: ServiceProbes) {
-        if let timer = probes.timers[key], (try? timer.reschedule(at: deadline)) != nil { return }
+        probes.deadlines[key] = deadline
+        if !probes.firing, probes.timerAt.map({ deadline < $0 }) ?? true {
+            armServiceProbeTimer(at: deadline, slot: slot, probes: probes)
+        }
+    }
+
+    /// The service's one probe timer, for `deadline`; it may fire up to the accuracy late
+    /// (a tenth of the interval, at most 250 ms), so the probes of many instances coalesce.
+    private func armServiceProbeTimer(at deadline: USec, slot: ServiceSlot, probes: ServiceProbes) {
+        probes.timerAt = deadline
+        if let timer = probes.timer, (try? timer.reschedule(at: deadline)) != nil { return }
         do {
-            probes.timers[key] = try loop.timer(at: deadline, accuracy: probes.accuracy[key.kind] ?? 1_000) {
+            probes.timer = try loop.timer(at: deadline, accuracy: probes.accuracy.values.min() ?? 1_000) {
                 [weak self, weak slot, weak probes] in
                 guard let self, let slot, let probes, slot.probes === probes else { return }
-                self.performProbes(probes.board.timerFired(key, now: self.now), slot: slot, probes: probes)
+                self.serviceProbeTimerFired(slot: slot, probes: probes)
             }
         } catch {
-            log.error("probe", "\(slot.name).\(key.instance): cannot arm the \(key.kind.rawValue) timer: \(error)",
-                      service: slot.name)
+            probes.timerAt = nil
+            log.error("probe", "\(slot.name): cannot arm the probe timer: \(error)", service: slot.name)
+        }
+    }
+
+    /// Every probe whose deadline has come is handled (in no particular order), then the timer
+    /// is armed for the earliest deadline left, if any.
+    private func serviceProbeTimerFired(slot: ServiceSlot, probes: ServiceProbes) {
+        let now = self.now
+        probes.timerAt = nil
+        probes.firing = true
+        for (key, deadline) in probes.deadlines where deadline <= now {
+            // (an earlier one's outcome may have stopped or re-armed this one, or replaced the board)
+            guard slot.probes === probes, let d = probes.deadlines[key], d <= now else { continue }
+            probes.deadlines[key] = nil
+            performProbes(probes.board.timerFired(key, now: now), slot: slot, probes: probes)
+        }
+        probes.firing = false
+        guard slot.probes === probes else { return }
+        if let next = probes.deadlines.values.min() {
+            armServiceProbeTimer(at: next, slot: slot, probes: probes)
+        } else {
+            probes.timer = nil // at rest: no timer kept
         }
     }
 
@@ -152,7 +200,9 @@ extension Supervisor {
         case let .success(.tcp(address)):
             run = SocketProbe.start(loop: loop, address: address, request: nil, done: done)
         case let .success(.http(url)):
-            run = SocketProbe.start(loop: loop, address: url.address, request: probes.requests[key], done: done)
+            let socket = probes.sockets[key] ?? SocketProbe(loop: loop, address: url.address, request: probes.requests[key])
+            probes.sockets[key] = socket
+            run = socket.run(now: now, done) ? socket : nil
         case let .success(.exec(argv)):
             guard let entry = stack.entry(slot.id) else { return }
             run = startExecProbe(argv, index: key.instance, config: entry.machine.config, slot: slot, done: done)

@@ -32,6 +32,45 @@ final class ProbeTests: DBusTestCase {
                 hits += 1
                 open("hits.%d" % port, "w").write(str(hits))
             """.write(toFile: dir + "/server.py", atomically: true, encoding: .utf8)
+        // The same with keep-alive, as real app servers have (Python's ThreadingHTTPServer,
+        // HTTP/1.1): it writes `counts.PORT` = "connections requests" after each of either.
+        try """
+            import http.server, os, sys, threading, time
+            port = int(sys.argv[1])
+            lock = threading.Lock()
+            counts = [0, 0]
+            def save():
+                open("counts.%d.tmp" % port, "w").write("%d %d" % tuple(counts))
+                os.replace("counts.%d.tmp" % port, "counts.%d" % port)
+            class Handler(http.server.BaseHTTPRequestHandler):
+                protocol_version = "HTTP/1.1"
+                def setup(self):
+                    super().setup()
+                    with lock:
+                        counts[0] += 1
+                        save()
+                def do_GET(self):
+                    self.send_response(200)
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"ok")
+                    self.wfile.flush()
+                    with lock:
+                        counts[1] += 1
+                        save()
+                def log_message(self, *args):
+                    pass
+            server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+            open("listening.%d" % port, "w").write(str(time.time_ns()))
+            server.serve_forever()
+            """.write(toFile: dir + "/keepalive.py", atomically: true, encoding: .utf8)
+    }
+
+    /// (connections, requests) counted by keepalive.py on `port`.
+    private func counts(_ port: Int) -> (connections: Int, requests: Int)? {
+        guard let text = try? String(contentsOfFile: dir + "/counts.\(port)", encoding: .utf8) else { return nil }
+        let n = text.split(separator: " ").compactMap { Int($0) }
+        return n.count == 2 ? (n[0], n[1]) : nil
     }
 
     /// A base port with `count` free ports after it (bound and released to check).
@@ -61,14 +100,14 @@ final class ProbeTests: DBusTestCase {
 
     /// Three instances of server.py, each on its own port (base + instance), with `liveness`
     /// (PORT in it is the base port) and `service` lines in their tables; once each listens.
-    private func startServers(service extra: String = "", liveness: String) throws
+    private func startServers(service extra: String = "", server: String = "server.py", liveness: String) throws
         -> (web: String, base: UInt16, daemon: Daemon, before: [Int: ProcessInfoEntry]) {
         try writeServer()
         let base = try freePorts(3)
         let web = service("web")
         let daemon = try startDaemon("""
             [services.\(web)]
-            command = ["python3", "server.py", "{instance + \(base)}"]
+            command = ["python3", \(TOML.string(server)), "{instance + \(base)}"]
             instances = 3
             \(extra)
             [services.\(web).liveness]
@@ -83,7 +122,16 @@ final class ProbeTests: DBusTestCase {
     /// it is replaced within interval × failures + timeout + 1 s, reason `liveness`, while
     /// instances 0 and 2 keep their processes.
     func testStoppedInstanceIsReplacedSiblingsKeepTheirPids() throws {
-        let (web, base, daemon, before) = try startServers(liveness: """
+        try stoppedInstanceIsReplaced(server: "server.py")
+    }
+
+    /// The same with a keep-alive server: the probe's kept connection does not hide the stop.
+    func testStoppedKeepAliveInstanceIsReplacedSiblingsKeepTheirPids() throws {
+        try stoppedInstanceIsReplaced(server: "keepalive.py")
+    }
+
+    private func stoppedInstanceIsReplaced(server: String) throws {
+        let (web, base, daemon, before) = try startServers(server: server, liveness: """
             http = "http://127.0.0.1:{instance + PORT}/healthz"
             interval = "1s"
             timeout = "500ms"
@@ -92,7 +140,12 @@ final class ProbeTests: DBusTestCase {
             """)
         // Every instance has answered a probe: its failure count (a refused connect before it
         // listened) is back to 0, so the stopped one needs `failures` timeouts of its own.
-        for i in 0..<3 { try require("instance \(i) probed") { self.timestamp("hits.\(Int(base) + i)").map { $0 >= 1 } == true } }
+        for i in 0..<3 {
+            try require("instance \(i) probed") {
+                server == "server.py" ? self.timestamp("hits.\(Int(base) + i)").map { $0 >= 1 } == true
+                                      : (self.counts(Int(base) + i)?.requests ?? 0) >= 1
+            }
+        }
         let stopped = try XCTUnwrap(before[1]).pid
         kill(stopped, SIGSTOP)
         let t0 = monotonicNanoseconds()
@@ -114,6 +167,54 @@ final class ProbeTests: DBusTestCase {
         XCTAssertEqual(try property(web, "LastExitReason") as? String, "liveness")
         // The stopped process was continued and ended by its stop signal, not left stopped.
         try require("the stopped process is gone") { kill(stopped, 0) != 0 }
+        XCTAssertEqual(try daemon.terminate(), 0)
+    }
+
+    /// (In these two, `failures = 100` lets Python start: the probes refused before it listens
+    /// do not restart it; any failure once it has answered shows in the log and fails the test.)
+    ///
+    /// A keep-alive server: the probes reuse their connection — a fresh one every 10th probe
+    /// (the server counts connections and requests) — and every probe passes.
+    func testKeepAliveServerConnectionIsReused() throws {
+        let (web, base, daemon, before) = try startServers(server: "keepalive.py", liveness: """
+            http = "http://127.0.0.1:{instance + PORT}/healthz"
+            interval = "100ms"
+            failures = 100
+            """)
+        for i in 0..<3 { try require("instance \(i) probed") { (self.counts(Int(base) + i)?.requests ?? 0) >= 1 } }
+        let failedBefore = daemon.log().components(separatedBy: "liveness probe failed").count
+        for i in 0..<3 {
+            try require("instance \(i) probed 31 times", timeout: 30, poll: 0.05) { (self.counts(Int(base) + i)?.requests ?? 0) >= 31 }
+        }
+        for i in 0..<3 {
+            let c = try XCTUnwrap(counts(Int(base) + i))
+            print("web.\(i): \(c.requests) requests on \(c.connections) connections")
+            // 10 probes a connection: ⌈requests / 10⌉, give or take the one in flight
+            XCTAssertLessThanOrEqual(c.connections, c.requests / 10 + 2, "web.\(i): \(c)")
+            XCTAssertGreaterThanOrEqual(c.connections, c.requests / 10, "web.\(i): a fresh connection every 10th probe: \(c)")
+        }
+        XCTAssertEqual(daemon.log().components(separatedBy: "liveness probe failed").count, failedBefore, daemon.log())
+        let after = instances(of: web, daemon: daemon)
+        for i in 0..<3 { XCTAssertEqual(after[i]?.pid, before[i]?.pid) }
+        XCTAssertEqual(try daemon.terminate(), 0)
+    }
+
+    /// A server that closes after each response (`Connection: close`) gets a connection per
+    /// probe, and every probe passes.
+    func testServerClosingEachConnectionPassesEveryProbe() throws {
+        let (web, base, daemon, before) = try startServers(liveness: """
+            http = "http://127.0.0.1:{instance + PORT}/healthz"
+            interval = "100ms"
+            failures = 100
+            """)
+        for i in 0..<3 { try require("instance \(i) probed") { self.timestamp("hits.\(Int(base) + i)").map { $0 >= 1 } == true } }
+        let failedBefore = daemon.log().components(separatedBy: "liveness probe failed").count
+        for i in 0..<3 {
+            try require("instance \(i) probed 21 times", timeout: 30, poll: 0.05) { self.timestamp("hits.\(Int(base) + i)").map { $0 >= 21 } == true }
+        }
+        XCTAssertEqual(daemon.log().components(separatedBy: "liveness probe failed").count, failedBefore, daemon.log())
+        let after = instances(of: web, daemon: daemon)
+        for i in 0..<3 { XCTAssertEqual(after[i]?.pid, before[i]?.pid) }
         XCTAssertEqual(try daemon.terminate(), 0)
     }
 

@@ -23,24 +23,37 @@ from .peers import Svc, write
 
 N = 100
 SERVER = r'''
-import socket, sys
+# A keep-alive HTTP/1.1 server, one thread per connection, as real app servers keep
+# connections (gunicorn gthread, uvicorn, node, Go): a client may send the next request on the
+# same connection; one that asks `Connection: close` (Monit) gets it closed. It counts the
+# connections it accepted and the requests it answered: "requests connections" in hits.PORT.
+import http.server, os, sys, threading
 port = int(sys.argv[1])
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", port))
-s.listen(128)
-hits = 0
-while True:
-    c, _ = s.accept()
-    try:
-        c.recv(4096)
-        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
-    except OSError:
+lock = threading.Lock()
+counts = [0, 0]
+def save():
+    with open("hits.%d.tmp" % port, "w") as f:
+        f.write("%d %d" % (counts[1], counts[0]))
+    os.replace("hits.%d.tmp" % port, "hits.%d" % port)
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def setup(self):
+        super().setup()
+        with lock:
+            counts[0] += 1
+    def do_GET(self):
+        # the response in one write, as before (http.server's send_response/end_headers and a
+        # separate body write would make two segments)
+        self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+                         + (b"Connection: close\r\n" if self.close_connection else b"") + b"\r\nok")
+        with lock:
+            counts[1] += 1
+            save()
+    def log_message(self, *args):
         pass
-    c.close()
-    hits += 1
-    with open("hits.%d" % port, "w") as f:
-        f.write(str(hits))
+class Server(http.server.ThreadingHTTPServer):
+    request_queue_size = 128
+Server(("127.0.0.1", port), Handler).serve_forever()
 '''
 
 
@@ -77,13 +90,16 @@ def wait_listening(base, n, timeout_s=60):
 
 
 def hits(wd, base, n):
-    total = 0
+    """(requests, connections) the servers counted."""
+    requests = connections = 0
     for p in range(base, base + n):
         try:
-            total += int(open(os.path.join(wd, f"hits.{p}")).read() or 0)
+            r, c = open(os.path.join(wd, f"hits.{p}")).read().split()
+            requests += int(r)
+            connections += int(c)
         except (OSError, ValueError):
             pass
-    return total
+    return requests, connections
 
 
 def measure(pids_fn, window_s, wd, base):
@@ -94,7 +110,7 @@ def measure(pids_fn, window_s, wd, base):
     b, h1, t1 = procfs.cpu_sample(pids_fn()), hits(wd, base, N), time.monotonic()
     w = t1 - t0
     return {"cpu_ms_per_s": (b["ns"] - a["ns"]) / 1e6 / w, "wakeups_per_s": (b["voluntary"] - a["voluntary"]) / w,
-            "requests_per_s": (h1 - h0) / w, "window_s": w}
+            "requests_per_s": (h1[0] - h0[0]) / w, "connections_per_s": (h1[1] - h0[1]) / w, "window_s": w}
 
 
 def monitrc(wd, base):
@@ -150,6 +166,11 @@ def probes(ctx, peer, wd, tag):
         if monit.poll() is not None:
             raise RuntimeError(f"monit exited ({monit.returncode}): see {wd}/monit.out")
         res["monit"] = measure(lambda: procfs.descendants(monit.pid), window, cwd, base)
+        # Monit got its answers: no check failed (it logs each failure, and each recovery)
+        try:
+            res["monit_failed_checks"] = sum("failed" in line for line in open(os.path.join(wd, "monit.log")))
+        except OSError:
+            res["monit_failed_checks"] = None
         res["monit_version"] = subprocess.run(["monit", "-V"], stdout=subprocess.PIPE,
                                               text=True).stdout.splitlines()[0].replace("This is Monit version", "Monit")
     finally:
@@ -167,8 +188,10 @@ def probes(ctx, peer, wd, tag):
 
 def brief(r):
     rm, mo, np = r["ringmaster"], r["monit"], r["ringmaster_no_probes"]
-    return (f"ringmasterd {rm['cpu_ms_per_s']:.2f} ms CPU/s ({rm['requests_per_s']:.0f} req/s, {rm['wakeups_per_s']:.0f} wake-ups/s); "
-            f"monit {mo['cpu_ms_per_s']:.2f} ms/s ({mo['requests_per_s']:.0f} req/s, {mo['wakeups_per_s']:.0f} wake-ups/s); "
+    return (f"ringmasterd {rm['cpu_ms_per_s']:.2f} ms CPU/s ({rm['requests_per_s']:.0f} req/s on {rm.get('connections_per_s', 0):.0f} connections/s,"
+            f" {rm['wakeups_per_s']:.0f} wake-ups/s); "
+            f"monit {mo['cpu_ms_per_s']:.2f} ms/s ({mo['requests_per_s']:.0f} req/s on {mo.get('connections_per_s', 0):.0f} connections/s,"
+            f" {mo['wakeups_per_s']:.0f} wake-ups/s, {r.get('monit_failed_checks')} failed checks); "
             f"ratio {r['ratio']:.3f}; without probes {np['cpu_ms_per_s']:.3f} ms/s, {np['wakeups_per_s']:.2f} wake-ups/s")
 
 
@@ -182,12 +205,13 @@ def render(runs):
         v = sorted(f(r) for r in runs)
         return v[len(v) // 2]
     lines = ["### Probes beside Monit", "",
-             f"{N} instances of a small Python HTTP server, each URL checked once a second: by Ringmaster's"
+             f"{N} instances of a small keep-alive Python HTTP/1.1 server (`ThreadingHTTPServer`), each URL checked once a second: by Ringmaster's"
              " HTTP liveness probes (`interval = \"1s\"`), then by Monit"
              f" ({runs[0].get('monit_version', 'monit').replace('This is Monit version', 'Monit')}, `set daemon 1`, one `check host … protocol http` per URL)."
              " CPU of the checker's own processes (never the servers'), median of the repetitions;"
-             " requests counted by the servers themselves.", "",
-             "| checker | CPU ms per s | CPU µs per check | wake-ups per s | requests per s |", "|---|---|---|---|---|"]
+             " requests and connections counted by the servers themselves.", "",
+             "| checker | CPU ms per s | CPU µs per check | wake-ups per s | requests per s | connections per s |",
+             "|---|---|---|---|---|---|"]
 
     def per_check(r, key):
         return r[key]["cpu_ms_per_s"] * 1000 / r[key]["requests_per_s"] if r[key]["requests_per_s"] else 0
@@ -195,7 +219,7 @@ def render(runs):
                        ("ringmasterd, the same 100 instances without probes", "ringmaster_no_probes")):
         checks = f"{med(lambda r: per_check(r, key)):.0f}" if key != "ringmaster_no_probes" else "—"
         lines.append(f"| {label} | {med(lambda r: r[key]['cpu_ms_per_s']):.2f} | {checks} | {med(lambda r: r[key]['wakeups_per_s']):.1f} |"
-                     f" {med(lambda r: r[key]['requests_per_s']):.0f} |")
+                     f" {med(lambda r: r[key]['requests_per_s']):.0f} | {med(lambda r: r[key].get('connections_per_s', 0)):.0f} |")
     ratio = med(lambda r: r["ratio"] or 0)
     per = med(lambda r: per_check(r, "ringmaster") / per_check(r, "monit") if per_check(r, "monit") else 0)
     lines += ["", f"Ringmaster ÷ Monit CPU: **{ratio:.3f}** per second, {per:.3f} per check"
