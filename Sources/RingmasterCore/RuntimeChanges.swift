@@ -128,7 +128,7 @@ extension Stack {
             if let n = change.instances, n != e.machine.wantedInstances {
                 counts[id] = n
                 if ServiceConfig.instancesProblem(Int64(n), maximum: limits.maximumInstances) != nil
-                    || (try? checkCapacity(counts.values.reduce(0, +), for: "")) == nil {
+                    || (try? checkCapacity(counts, for: "")) == nil {
                     counts[id] = e.machine.wantedInstances
                     notes.append(StackNote(.warning, "runtime-changes", "\(e.name): not restoring its scale to \(n): "
                                            + "beyond what this daemon allows"))

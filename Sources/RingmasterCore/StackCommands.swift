@@ -121,7 +121,7 @@ extension Stack {
         }
         var wanted = instanceCounts()
         wanted[id] = count
-        try checkCapacity(wanted.values.reduce(0, +), for: "scaling \(name) to \(count)")
+        try checkCapacity(wanted, for: "scaling \(name) to \(count)")
         var out: [StackAction] = []
         addJob(job, [goal(id, .count(count))])
         cancelRollingRestart(id, scaleBack: false)
@@ -165,16 +165,33 @@ extension Stack {
         return counts
     }
 
-    /// Refuses a total the open-file limit cannot hold, before any EMFILE storm.
-    func checkCapacity(_ total: Int, for what: String) throws(CommandError) {
-        guard let capacity = limits.instanceCapacity, total > capacity, let fileLimit = limits.fileLimit else { return }
-        throw .invalidArgument("\(what) needs room for \(total) instances, but the open-file limit (\(fileLimit)) allows "
-            + "\(capacity) (\(limits.filesPerInstance) descriptors each, \(limits.filesReserved) kept for ringmasterd); "
-            + "raise LimitNOFILE= in ringmaster.service")
+    /// The descriptors each instance of `service` holds: `filesPerInstance`, and one more per
+    /// probe table (an `http` probe keeps its connection open between probes; `tcp` and
+    /// `exec` hold a socket or a pidfd while they run).
+    func filesPerInstance(of service: ServiceConfig) -> Int {
+        limits.filesPerInstance + (service.liveness == nil ? 0 : 1) + (service.readiness == nil ? 0 : 1)
+    }
+
+    /// Refuses instance counts (of each service config) the open-file limit cannot hold,
+    /// before any EMFILE storm.
+    func checkCapacity(_ counts: [(ServiceConfig, Int)], for what: String) throws(CommandError) {
+        guard let fileLimit = limits.fileLimit else { return }
+        let total = counts.reduce(0) { $0 + $1.1 }
+        let files = counts.reduce(0) { $0 + $1.1 * filesPerInstance(of: $1.0) }
+        let room = max(0, fileLimit - limits.filesReserved)
+        guard files > room else { return }
+        throw .invalidArgument("\(what) needs room for \(total) instances, \(files) descriptors, but the open-file limit "
+            + "(\(fileLimit)) allows \(room) (\(limits.filesReserved) kept for ringmasterd; each instance holds "
+            + "\(limits.filesPerInstance), one more per probe table); raise LimitNOFILE= in ringmaster.service")
+    }
+
+    /// `checkCapacity` of the entries' instance counts (by id, from `instanceCounts()`).
+    func checkCapacity(_ counts: [ServiceID: Int], for what: String) throws(CommandError) {
+        try checkCapacity(counts.compactMap { id, n in entry(id).map { ($0.machine.config, n) } }, for: what)
     }
 
     /// The check a config gets at load and reload.
     public func checkCapacity(of config: Config) throws(CommandError) {
-        try checkCapacity(config.services.reduce(0) { $0 + $1.instances }, for: "this config")
+        try checkCapacity(config.services.map { ($0, $0.instances) }, for: "this config")
     }
 }

@@ -140,7 +140,7 @@ final class FaultTests: IntegrationTestCase {
         XCTAssertEqual(exited["RINGMASTER_EXIT_CODE"], "killed")
         XCTAssertEqual(exited["RINGMASTER_EXIT_STATUS"], String(SIGKILL))
         // The last line: `tick N` where N is the file's last number (or one more: SIGKILL can
-        // land between the line and the file), every tick before it, and the SIGTERM notice.
+        // land between the line and its record), every tick before it, and the SIGTERM notice.
         let last = try XCTUnwrap(contents(dir + "/last").flatMap { Int($0) }, "the child never wrote its counter")
         let lines = try require("tick \(last) in the journal", timeout: 10, poll: 0.1) { () -> [JournalEntry]? in
             let l = try Journal.lines(identifier: svc)
@@ -175,11 +175,13 @@ final class FaultTests: IntegrationTestCase {
         figure("shutdown, child ignores SIGTERM (console)", "SIGTERM → daemon exited", String(format: "%.2f s", took))
     }
 
-    /// A child that prints `tick N` every 20 ms (after writing N to ./last) and answers
-    /// SIGTERM with one line, carrying on; stop-timeout 2 s. Returns once it has ticked.
+    /// A child that prints `tick N` every 20 ms (then records N in ./last, renamed into place so
+    /// a SIGKILL never leaves it empty) and answers SIGTERM with one line, carrying on;
+    /// stop-timeout 2 s. Returns once it has ticked. ./last holding N means `tick N` was
+    /// written; the kill may land after `tick N + 1` and before its record.
     private func startStubborn(_ svc: String, mode: Daemon.Mode) throws -> (Daemon, Int32) {
         let script = "trap 'echo \"got SIGTERM, ignoring it\"' TERM; i=0; "
-            + "while :; do i=$((i+1)); echo $i > last; echo \"tick $i\"; sleep 0.02; done"
+            + "while :; do i=$((i+1)); echo \"tick $i\"; echo $i > last.new; mv -f last.new last; sleep 0.02; done"
         let daemon = try startDaemon("""
             [services.\(svc)]
             command = ["/bin/sh", "-c", \(TOML.string(script))]

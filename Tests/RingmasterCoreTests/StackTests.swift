@@ -186,12 +186,20 @@ final class StackTests: XCTestCase {
         XCTAssertNoThrow(try d.scale("b", 50))
         XCTAssertThrowsError(try d.scale("b", 51)) { error in
             guard case let .invalidArgument(message)? = error as? CommandError else { return XCTFail("\(error)") }
-            XCTAssertTrue(message.hasPrefix("scaling b to 51 needs room for 101 instances, but the open-file limit (556) allows 100"), message)
+            XCTAssertTrue(message.hasPrefix("scaling b to 51 needs room for 101 instances, 303 descriptors, but the open-file limit (556) allows 300"), message)
         }
         XCTAssertEqual(d.entry("b").machine.wantedInstances, 50, "a refused scale changes nothing")
         XCTAssertThrowsError(try d.stack.checkCapacity(of: Config(services: [service("x", instances: 101)])))
         XCTAssertThrowsError(try d.reload(Config(services: [service("a", instances: 101)])))
         XCTAssertEqual(d.entry("a").machine.wantedInstances, 50, "a refused reload changes nothing")
+        // A probe table holds one more descriptor per instance (an http probe's kept connection).
+        var probed = service("p", instances: 75)
+        probed.liveness = ProbeConfig(check: .exec(["true"]))
+        XCTAssertNoThrow(try d.stack.checkCapacity(of: Config(services: [probed])))   // 75 × 4 = 300
+        probed.instances = 76
+        XCTAssertThrowsError(try d.stack.checkCapacity(of: Config(services: [probed]))) { error in
+            XCTAssertTrue("\(error)".contains("76 instances, 304 descriptors"), "\(error)")
+        }
     }
 
     func testShutdownStopsDependentsBeforeTheirDependencies() {
