@@ -234,9 +234,10 @@ public struct InstanceMachine: Equatable, Sendable {
             if state == .starting {
                 self.pid = pid
                 startedAt = now
-                // A oneshot is never "ready": it is done when it exits 0. (ready-timeout as the
-                // limit of a oneshot's run is not armed here: `armReadyTimer` is there for it.)
+                // A oneshot is never "ready": it is done when it exits 0, and `ready-timeout`
+                // limits its run (SPEC: "a oneshot not finished" is a failed start).
                 if config.type == .oneshot {
+                    armReadyTimer(config: config, now: now, into: &actions)
                 } else if config.ready == .started {
                     enter(.running, now: now, into: &actions)
                     armWatchdog(config: config, now: now, into: &actions)

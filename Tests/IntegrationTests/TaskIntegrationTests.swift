@@ -76,6 +76,30 @@ final class TaskIntegrationTests: DBusTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: webStarted))
     }
 
+    /// `ready-timeout` limits a oneshot's run: a migration still running then is stopped, a
+    /// failed start with reason `ready-timeout`, and what waits for it fails with it.
+    func testAMigrationPastItsReadyTimeoutFailsWithThatReason() throws {
+        let migrate = service("migrate"), web = service("web")
+        let started = Date()
+        try startBusDaemon("""
+            [services.\(migrate)]
+            type = "oneshot"
+            command = ["sleep", "100000"]
+            ready-timeout = "1s"
+
+            [services.\(web)]
+            command = ["sleep", "100000"]
+            after = [\(TOML.string(migrate))]
+            """)
+        try requireService(migrate, state: "failed")
+        XCTAssertGreaterThanOrEqual(Date().timeIntervalSince(started), 1.0, "failed before its ready-timeout")
+        XCTAssertEqual(try property(migrate, "LastExitReason") as? String, "ready-timeout")
+        try require("\(web) failed with its dependency's reason", timeout: 10, poll: 0.05) {
+            (try? self.property(web, "FailureReason")) as? String == "dependency \(migrate) failed"
+        }
+        XCTAssertEqual(try pids(web), [])
+    }
+
     /// `restart = "on-failure"`: a migration that fails twice, then succeeds, is retried
     /// (with backoff) and `web` waits it out, then starts.
     func testAOneshotUnderOnFailureIsRetriedAndItsDependentWaits() throws {

@@ -8,8 +8,32 @@ extension InstanceMachineTests {
         config { c in
             c.type = .oneshot
             c.restart = .never
+            c.readyTimeout = 0 // these tables are about the run itself (ready-timeout: below)
             edit(&c)
         }
+    }
+
+    /// `ready-timeout` limits a oneshot's run: armed at the spawn, cancelled by its exit; a
+    /// task still running when it fires is a failed start with reason `ready-timeout`.
+    func testReadyTimeoutLimitsAOneshotsRun() {
+        let cfg = oneshot { $0.readyTimeout = 5 * self.s }
+        _ = run([
+            (0, .startRequested, .starting, [.stateChanged(from: .stopped, to: .starting), .spawn]),
+            (1, .spawned(pid: 42), .starting, [.armTimer(.readyTimeout, deadline: 1 + 5 * s)]),
+            (2, .processExited(.exited(0)), .exited,
+             [.killAll, .cancelTimer(.readyTimeout), .stateChanged(from: .starting, to: .exited)]),
+        ], config: cfg)
+        let m = run([
+            (0, .startRequested, .starting, [.stateChanged(from: .stopped, to: .starting), .spawn]),
+            (1, .spawned(pid: 42), .starting, [.armTimer(.readyTimeout, deadline: 1 + 5 * s)]),
+            (1 + 5 * s, .timerFired(.readyTimeout), .stopping,
+             [.stateChanged(from: .starting, to: .stopping), .signal(cfg.stopSignal),
+              .armTimer(.stopTimeout, deadline: 1 + 5 * s + cfg.stopTimeout)]),
+            (2 + 5 * s, .processExited(.killed(15)), .failed,
+             [.killAll, .cancelTimer(.stopTimeout), .stateChanged(from: .stopping, to: .failed),
+              .gaveUp(reason: "ready-timeout: killed by SIGTERM; restart = \"never\"")]),
+        ], config: cfg)
+        XCTAssertEqual(m.lastExitReason, .readyTimeout)
     }
 
     func testAOneshotStaysStartingWhileItRunsAndExitsForGoodOnSuccess() {
