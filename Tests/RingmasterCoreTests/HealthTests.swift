@@ -23,14 +23,12 @@ final class InstanceWatchdogTests: XCTestCase {
     let s = USec.perSecond
 
     func config(_ edit: (inout ServiceConfig) -> Void = { _ in }) -> ServiceConfig {
-        var c = ServiceConfig(name: "web", command: ["sleep", "1000"])
-        c.restartDelay = 100 * ms
-        c.stopTimeout = 5 * s
-        c.watchdog = 2 * s
-        c.startLimit = StartLimit(count: 5, interval: 10 * s)
-        c.readyTimeout = 0 // the watchdog's actions alone (ready-timeout has its own tables)
-        edit(&c)
-        return c
+        instanceTestConfig { c in
+            c.stopTimeout = 5 * USec.perSecond
+            c.watchdog = 2 * USec.perSecond
+            c.readyTimeout = 0 // the watchdog's actions alone (ready-timeout has its own tables)
+            edit(&c)
+        }
     }
 
     @discardableResult

@@ -3,6 +3,18 @@ import Glibc
 private let SIGABRT_: Int32 = SIGABRT
 @testable import RingmasterCore
 
+/// The config the instance tables run with: `web`, 100 ms restart delay doubling up to 1 s,
+/// stable after 10 s, at most 5 starts in 10 s; `edit` changes the rest.
+func instanceTestConfig(_ edit: (inout ServiceConfig) -> Void = { _ in }) -> ServiceConfig {
+    var c = ServiceConfig(name: "web", command: ["sleep", "1000"])
+    c.restartDelay = 100 * USec.perMillisecond
+    c.restartDelayMax = 1 * USec.perSecond
+    c.stableAfter = 10 * USec.perSecond
+    c.startLimit = StartLimit(count: 5, interval: 10 * USec.perSecond)
+    edit(&c)
+    return c
+}
+
 /// Tables of event → state/actions for one instance, with a manual clock.
 final class InstanceMachineTests: XCTestCase {
     typealias Step = (at: USec, event: InstanceEvent, state: InstanceState, actions: [InstanceAction])
@@ -10,15 +22,7 @@ final class InstanceMachineTests: XCTestCase {
     let ms = USec.perMillisecond
     let s = USec.perSecond
 
-    func config(_ edit: (inout ServiceConfig) -> Void = { _ in }) -> ServiceConfig {
-        var c = ServiceConfig(name: "web", command: ["sleep", "1000"])
-        c.restartDelay = 100 * ms
-        c.restartDelayMax = 1 * s
-        c.stableAfter = 10 * s
-        c.startLimit = StartLimit(count: 5, interval: 10 * s)
-        edit(&c)
-        return c
-    }
+    func config(_ edit: (inout ServiceConfig) -> Void = { _ in }) -> ServiceConfig { instanceTestConfig(edit) }
 
     func run(_ steps: [Step], config: ServiceConfig, file: StaticString = #filePath, line: UInt = #line) -> InstanceMachine {
         var m = InstanceMachine(index: 0)
