@@ -49,8 +49,11 @@ public enum InstanceEvent: Equatable, Sendable {
     case spawned(pid: Int32)
     /// the spawn action failed before or at exec ("exec python4: No such file or directory")
     case spawnFailed(reason: String)
-    /// READY=1 arrived on the instance's notify socket
+    /// READY=1 arrived on the instance's notify socket (ignored with `ready = "probe"`: the
+    /// readiness probe decides)
     case readyNotified
+    /// the readiness probe passed `successes` times in a row (`ready = "probe"`; ProbePolicy.swift)
+    case readinessProbePassed
     /// the main process ended
     case processExited(ExitStatus)
     case timerFired(InstanceTimer)
@@ -269,8 +272,10 @@ public struct InstanceMachine: Equatable, Sendable {
                 }
             }
 
-        case .readyNotified:
-            if state == .starting, pid != nil, config.type != .oneshot {
+        case .readyNotified, .readinessProbePassed:
+            // Each ready mode has one source of readiness: READY=1, or the readiness probe.
+            let fromProbe = event == .readinessProbePassed
+            if state == .starting, pid != nil, config.type != .oneshot, fromProbe == (config.ready == .probe) {
                 enter(.running, now: now, into: &actions)
                 armWatchdog(config: config, now: now, into: &actions)
             }
@@ -320,7 +325,7 @@ public struct InstanceMachine: Equatable, Sendable {
         case .timerFired(.readyTimeout):
             guard readyTimerArmed else { break }
             readyTimerArmed = false
-            actions += handle(.abort(.readyTimeout), config: config, now: now)
+            beginAbort(.readyTimeout, signal: nil, config: config, now: now, into: &actions)
 
         case let .abort(reason, signal):
             beginAbort(reason, signal: signal, config: config, now: now, into: &actions)
@@ -366,6 +371,9 @@ public struct InstanceMachine: Equatable, Sendable {
         aborting = true
         enter(.stopping, now: now, into: &actions)
         actions.append(.signal(signal ?? config.stopSignal))
+        // A process that no longer answers its liveness probe may be stopped (SIGSTOP): continue
+        // it so that it can act on its stop signal, as systemd does after a kill signal.
+        if reason == .liveness { actions.append(.signal(Signals.continueSignal)) }
         actions.append(.armTimer(.stopTimeout, deadline: now &+ config.stopTimeout))
     }
 

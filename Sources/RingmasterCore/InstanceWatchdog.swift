@@ -32,6 +32,8 @@ public enum WatchdogMessage: Equatable, Sendable {
 extension Signals {
     /// What a missed watchdog sends first (systemd's WatchdogSignal= default).
     public static let watchdogSignal: Int32 = SIGABRT
+    /// Sent after the stop signal of a liveness abort: a stopped process can then act on it.
+    public static let continueSignal: Int32 = SIGCONT
 }
 
 extension InstanceMachine {

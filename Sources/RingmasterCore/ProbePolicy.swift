@@ -5,7 +5,7 @@
 //
 // - Readiness (`ready = "probe"`) runs from the instance's spawn (after `initial-delay`) every
 //   `interval` until `successes` passes in a row: then the instance is ready (the event
-//   `readyNotified`, exactly what READY=1 does, so `after` waits for it) and readiness stops.
+//   `readinessProbePassed`, what READY=1 does in the other modes, so `after` waits for it) and readiness stops.
 //   Failures only show as the instance's health; `ready-timeout` bounds the wait.
 // - Liveness runs from the moment the instance is ready (`running`) — a slow start is never
 //   killed by it — every `interval`. `failures` failures in a row (a timeout is a failure;
@@ -50,7 +50,7 @@ public enum ProbeOutput: Equatable, Sendable {
     case run(ProbeKey)
     /// cancel the probe's timer and whatever of it is in flight (close its socket, kill its process)
     case stop(ProbeKey)
-    /// feed the instance's machine, through the Stack: `readyNotified`, `abort(.liveness)`, `probed`
+    /// feed the instance's machine, through the Stack: `readinessProbePassed`, `abort(.liveness)`, `probed`
     case event(instance: Int, InstanceEvent)
     /// a line for the daemon's log, about that instance (the message has no subject: the
     /// runtime writes "web.2 " before it)
@@ -148,7 +148,7 @@ public struct ProbeBoard: Equatable, Sendable {
         case .readiness:
             if passed && s.successesInRow >= probe.successes {
                 probes[key]?.phase = .idle
-                out.append(.event(instance: key.instance, .readyNotified))
+                out.append(.event(instance: key.instance, .readinessProbePassed))
                 return out
             }
         case .liveness:

@@ -112,11 +112,6 @@ extension Supervisor {
                 probes.inFlight.removeValue(forKey: key)?.cancel()
             case let .event(index, event):
                 handle(event, instance: index, of: slot)
-                if case .abort = event, let pgid = slot.processes[index]?.pgid {
-                    // A stopped (SIGSTOP) process that no longer answers its probe must be able
-                    // to act on its stop signal: continue it, as systemd does after a kill signal.
-                    _ = kill(-pgid, SIGCONT)
-                }
             case let .note(index, note):
                 let priority: Priority = note.level == .info ? .info : note.level == .warning ? .warning : .err
                 log.write(LogEvent(priority, note.event, "\(slot.name).\(index) \(note.message)",

@@ -186,8 +186,6 @@ extension Supervisor {
         for (slot, index, message) in accepted {
             for line in message.split(separator: "\n") {
                 if line == "READY=1" {
-                    // with ready = "probe", the readiness probe decides (Probes.swift)
-                    if slot.probes?.board.readiness != nil { continue }
                     handle(.readyNotified, instance: index, of: slot)
                 } else if let watchdog = WatchdogMessage(notifyLine: line) {
                     handle(.watchdog(watchdog), instance: index, of: slot)

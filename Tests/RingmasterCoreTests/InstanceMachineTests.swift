@@ -66,7 +66,8 @@ final class InstanceMachineTests: XCTestCase {
             (0, .startRequested, .starting, [.stateChanged(from: .stopped, to: .starting), .spawn]),
             (1, .spawned(pid: 42), .running, [.stateChanged(from: .starting, to: .running)]),
             (2, .abort(.liveness), .stopping,
-             [.stateChanged(from: .running, to: .stopping), .signal(cfg.stopSignal), .armTimer(.stopTimeout, deadline: 2 + cfg.stopTimeout)]),
+             [.stateChanged(from: .running, to: .stopping), .signal(cfg.stopSignal), .signal(SIGCONT),
+              .armTimer(.stopTimeout, deadline: 2 + cfg.stopTimeout)]),
             (3, .processExited(.killed(15)), .failed,
              [.killAll, .cancelTimer(.stopTimeout), .stateChanged(from: .stopping, to: .failed),
               .gaveUp(reason: "liveness: killed by SIGTERM; restart = \"never\"")]),
@@ -82,11 +83,30 @@ final class InstanceMachineTests: XCTestCase {
             (2, .abort(.readyTimeout), .starting, []), // spawn still in flight: no process to abort
             (3, .spawned(pid: 7), .running, [.stateChanged(from: .starting, to: .running)]),
             (4, .abort(.liveness), .stopping,
-             [.stateChanged(from: .running, to: .stopping), .signal(cfg.stopSignal), .armTimer(.stopTimeout, deadline: 4 + cfg.stopTimeout)]),
+             [.stateChanged(from: .running, to: .stopping), .signal(cfg.stopSignal), .signal(SIGCONT),
+              .armTimer(.stopTimeout, deadline: 4 + cfg.stopTimeout)]),
             (5, .restartRequested, .stopping, []),
             (6, .processExited(.killed(15)), .starting,
              [.killAll, .cancelTimer(.stopTimeout), .stateChanged(from: .stopping, to: .starting), .spawn]),
         ], config: cfg)
+    }
+
+    func testEachReadyModeHasOneSourceOfReadiness() {
+        let probe = config { $0.ready = .probe }
+        _ = run([
+            (0, .startRequested, .starting, [.stateChanged(from: .stopped, to: .starting), .spawn]),
+            (1, .spawned(pid: 42), .starting, [.armTimer(.readyTimeout, deadline: 1 + probe.readyTimeout)]),
+            (2, .readyNotified, .starting, []), // READY=1: the readiness probe decides
+            (3, .readinessProbePassed, .running,
+             [.cancelTimer(.readyTimeout), .stateChanged(from: .starting, to: .running)]),
+        ], config: probe)
+        let notify = config { $0.ready = .notify }
+        _ = run([
+            (0, .startRequested, .starting, [.stateChanged(from: .stopped, to: .starting), .spawn]),
+            (1, .spawned(pid: 42), .starting, [.armTimer(.readyTimeout, deadline: 1 + notify.readyTimeout)]),
+            (2, .readinessProbePassed, .starting, []),
+            (3, .readyNotified, .running, [.cancelTimer(.readyTimeout), .stateChanged(from: .starting, to: .running)]),
+        ], config: notify)
     }
 
     func testNotedCauseNamesTheExit() {

@@ -38,7 +38,7 @@ final class ProbeModelTests: XCTestCase {
                     }
                     guard states[i] == .running else { throw Failure("abort of \(i) in \(states[i])") }
                     try move(i, to: .stopping)
-                case let .event(i, .readyNotified):
+                case let .event(i, .readinessProbePassed):
                     guard states[i] == .starting else { throw Failure("ready of \(i) in \(states[i])") }
                     try move(i, to: .running)
                 case let .event(i, e):

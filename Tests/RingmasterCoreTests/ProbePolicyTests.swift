@@ -130,7 +130,7 @@ final class ProbePolicyTests: XCTestCase {
         // Readiness failures never restart (ready-timeout does).
         for n in 1...10 { XCTAssertEqual(cycle(&b, R(0), at: USec(n) * s, passed: false), [.arm(R(0), at: USec(n + 1) * s)]) }
         XCTAssertEqual(cycle(&b, R(0), at: 11 * s, passed: true), [.event(instance: 0, .probed(.passing)), .arm(R(0), at: 12 * s)])
-        XCTAssertEqual(cycle(&b, R(0), at: 12 * s, passed: true), [.event(instance: 0, .readyNotified)])
+        XCTAssertEqual(cycle(&b, R(0), at: 12 * s, passed: true), [.event(instance: 0, .readinessProbePassed)])
         XCTAssertEqual(b.state(0, .readiness)?.phase, .idle)
         // Ready: readiness is done, liveness begins.
         XCTAssertEqual(b.instanceChanged(0, to: .running, now: 12 * s + 1_000), [.arm(L(0), at: 12 * s + 1_000)])
